@@ -1,0 +1,116 @@
+"""The price book: versioned unit prices that turn measured compute into money.
+
+The book is a TOML file (see ``price_book.toml`` beside this module) validated into frozen
+pydantic models, so a typo or a negative price stops the process at start-up instead of
+mispricing requests for a month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Device = Literal["cpu", "gpu"]
+Unit = Literal["vCPU", "GPU"]
+
+# A device is always priced in the same unit; a pool that says otherwise is a mistake.
+UNIT_OF_DEVICE: dict[str, str] = {"cpu": "vCPU", "gpu": "GPU"}
+
+
+class PriceBookError(ValueError):
+    """The price book file is missing, is not TOML, or does not validate."""
+
+
+class UnknownPoolError(KeyError):
+    """A pool name that the price book does not list."""
+
+    def __init__(self, pool: str, known: Iterable[str]) -> None:
+        self.pool = pool
+        self.known = tuple(sorted(known))
+        super().__init__(pool)
+
+    def __str__(self) -> str:
+        return f"unknown pool {self.pool!r}; the price book lists: {', '.join(self.known) or '(none)'}"
+
+
+class _FrozenModel(BaseModel):
+    # extra="forbid": a misspelt key in the price book is an error, not a silently ignored line.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Pool(_FrozenModel):
+    """One pool of model servers and what an hour of one of its units costs."""
+
+    device: Device
+    unit: Unit
+    usd_per_unit_hour: float = Field(ge=0, allow_inf_nan=False)
+    location: Literal["private", "public"]
+    source: str = Field(min_length=1, description="Where the price comes from.")
+
+    @model_validator(mode="after")
+    def _unit_matches_device(self) -> Pool:
+        expected = UNIT_OF_DEVICE[self.device]
+        if self.unit != expected:
+            raise ValueError(f"a {self.device} pool is priced per {expected}, not per {self.unit}")
+        return self
+
+
+class GatewayPrice(_FrozenModel):
+    """The gateway's own CPU."""
+
+    usd_per_vcpu_hour: float = Field(ge=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+
+
+class CachePrice(_FrozenModel):
+    """The result cache, priced per operation."""
+
+    usd_per_million_ops: float = Field(ge=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+
+
+class PriceBook(_FrozenModel):
+    version: str = Field(min_length=1)
+    # Prices are named usd_*; another currency would need other field names, not just this one.
+    currency: Literal["USD"]
+    effective_date: dt.date
+    gateway: GatewayPrice
+    cache: CachePrice
+    pools: dict[str, Pool] = Field(min_length=1)
+
+    def pool(self, name: str) -> Pool:
+        """The pool called ``name``; raises UnknownPoolError naming the known pools."""
+        try:
+            return self.pools[name]
+        except KeyError:
+            raise UnknownPoolError(name, self.pools) from None
+
+
+def load_price_book(path: Path | str) -> PriceBook:
+    """Read and validate the price book at ``path``; raises PriceBookError saying what is wrong."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            raw = tomllib.load(file)
+    except OSError as exc:
+        raise PriceBookError(f"cannot read price book {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PriceBookError(f"price book {path} is not valid TOML: {exc}") from exc
+    try:
+        return PriceBook.model_validate(raw)
+    except ValidationError as exc:
+        raise PriceBookError(f"invalid price book {path}:\n{_describe(exc)}") from exc
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem, addressed like the TOML key (``pools.gpu-local.unit``)."""
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {where}: {problem['msg']}")
+    return "\n".join(lines)

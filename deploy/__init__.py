@@ -1,0 +1,1 @@
+"""Deployment: local process orchestration (deploy.local) and production manifests."""

@@ -1,0 +1,172 @@
+"""Turns the demo's call outcomes, ledger and spans into ``demo-report.json`` and readable tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from costing.ledger import SqliteLedger
+from deploy.local.demo_client import CallOutcome
+from gateway import telemetry_attributes as attr
+
+SAMPLE_COUNT = 3
+SAMPLE_ITEMS = 5
+
+
+def _latency(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p99": 0.0, "mean": 0.0}
+    array = np.asarray(values)
+    return {
+        "p50": round(float(np.percentile(array, 50)), 3),
+        "p99": round(float(np.percentile(array, 99)), 3),
+        "mean": round(float(array.mean()), 3),
+    }
+
+
+def _feature_summary(outcomes: list[CallOutcome]) -> dict[str, Any]:
+    ok = [o for o in outcomes if o.status == "OK"]
+    hits = sum(o.cache_hit for o in ok)
+    cost = sum(o.cost for o in outcomes)
+    return {
+        "requests": len(outcomes),
+        "errors": len(outcomes) - len(ok),
+        "cache_hits": hits,
+        "cache_hit_rate": round(hits / len(ok), 4) if ok else 0.0,
+        "latency_ms": _latency([o.latency_ms for o in ok]),
+        "cost_usd": cost,
+        "cost_per_1k_requests_usd": cost / len(outcomes) * 1000 if outcomes else 0.0,
+        "avoided_cost_usd": sum(o.avoided for o in ok),
+        "compute_ms": sum(o.compute_ns for o in ok) / 1e6,
+    }
+
+
+def count_spans_with_cost(trace_file: Path) -> int:
+    if not trace_file.exists():
+        return 0
+    with trace_file.open(encoding="utf-8") as lines:
+        return sum(attr.COST_TOTAL in json.loads(line).get("attributes", {}) for line in lines if line.strip())
+
+
+def build_report(
+    outcomes: list[CallOutcome],
+    *,
+    duration_s: float,
+    concurrency: int,
+    ledger_path: Path,
+    trace_file: Path,
+    eval_figures: dict[str, Any],
+) -> dict[str, Any]:
+    by_feature: dict[str, list[CallOutcome]] = defaultdict(list)
+    by_pool: dict[str, int] = defaultdict(int)
+    errors_by_status: dict[str, int] = defaultdict(int)
+    for outcome in outcomes:
+        by_feature[outcome.call.feature].append(outcome)
+        if outcome.status == "OK":
+            by_pool[outcome.pool] += 1
+        else:
+            errors_by_status[outcome.status] += 1
+    overall = _feature_summary(outcomes)
+    feature_summaries = _summaries(by_feature)
+    ledger = SqliteLedger(ledger_path)
+    samples = list({o.call.user_id: o for o in outcomes if o.status == "OK" and o.personalized}.values())[:SAMPLE_COUNT]
+    return {
+        "requests": overall["requests"],
+        "errors": overall["errors"],
+        "errors_by_status": dict(errors_by_status),
+        "cache_hits": overall["cache_hits"],
+        "cache_hit_rate": overall["cache_hit_rate"],
+        "latency_ms": overall["latency_ms"],
+        "throughput_rps": round(len(outcomes) / duration_s, 1) if duration_s else 0.0,
+        "concurrency": concurrency,
+        "total_cost_usd": overall["cost_usd"],
+        "avoided_cost_usd": overall["avoided_cost_usd"],
+        "cost_per_1k_requests_usd": overall["cost_per_1k_requests_usd"],
+        "cost_by_feature": {feature: summary["cost_usd"] for feature, summary in feature_summaries.items()},
+        "by_feature": feature_summaries,
+        "requests_by_pool": dict(by_pool),
+        "ledger_total_cost_usd": ledger.total_cost(),
+        "ledger_records": ledger.count(),
+        "spans_with_cost": count_spans_with_cost(trace_file),
+        "samples": [
+            {
+                "user_id": o.call.user_id,
+                "feature": o.call.feature,
+                "items": [{"item_id": i, "title": t, "score": round(s, 4)} for i, t, s in o.items[:SAMPLE_ITEMS]],
+            }
+            for o in samples
+        ],
+        "eval": eval_figures,
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "python": platform.python_version()},
+    }
+
+
+def _summaries(by_feature: dict[str, list[CallOutcome]]) -> dict[str, dict[str, Any]]:
+    return {feature: _feature_summary(outcomes) for feature, outcomes in sorted(by_feature.items())}
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    for sample in report["samples"]:
+        table = Table(title=f"Recommended for customer {sample['user_id']} ({sample['feature']})", title_justify="left")
+        table.add_column("item")
+        table.add_column("title")
+        table.add_column("score", justify="right")
+        for item in sample["items"]:
+            table.add_row(item["item_id"], item["title"], f"{item['score']:.3f}")
+        console.print(table)
+
+    table = Table(title="Recommend traffic by feature (client-side latency; cost in USD)", title_justify="left")
+    for column in ("feature", "requests", "errors", "cache hit rate", "p50 ms", "p99 ms", "cost", "cost / 1k req", "saved by cache"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for feature, row in report["by_feature"].items():
+        table.add_row(
+            feature,
+            str(row["requests"]),
+            str(row["errors"]),
+            f"{row['cache_hit_rate']:.1%}",
+            f"{row['latency_ms']['p50']:.2f}",
+            f"{row['latency_ms']['p99']:.2f}",
+            f"{row['cost_usd']:.4g}",
+            f"{row['cost_per_1k_requests_usd']:.4g}",
+            f"{row['avoided_cost_usd']:.4g}",
+        )
+    table.add_row(
+        "[bold]all[/bold]",
+        str(report["requests"]),
+        str(report["errors"]),
+        f"{report['cache_hit_rate']:.1%}",
+        f"{report['latency_ms']['p50']:.2f}",
+        f"{report['latency_ms']['p99']:.2f}",
+        f"{report['total_cost_usd']:.4g}",
+        f"{report['cost_per_1k_requests_usd']:.4g}",
+        f"{report['avoided_cost_usd']:.4g}",
+    )
+    console.print(table)
+    console.print(
+        f"throughput {report['throughput_rps']} req/s at concurrency {report['concurrency']}; "
+        f"requests by pool {report['requests_by_pool']}; "
+        f"ledger total {report['ledger_total_cost_usd']:.6e} USD over {report['ledger_records']} records; "
+        f"{report['spans_with_cost']} spans carry a cost"
+    )
+    _print_eval(report["eval"], console)
+
+
+def _print_eval(figures: dict[str, Any], console: Console) -> None:
+    quality = {name: figures[name] for name in ("model_fp32", "model_int8", "popularity") if name in figures}
+    if not quality:
+        return
+    table = Table(title="Recommender evaluation on the time-based hold-out", title_justify="left")
+    table.add_column("variant")
+    table.add_column("recall@10", justify="right")
+    table.add_column("NDCG@10", justify="right")
+    for name, row in quality.items():
+        table.add_row(name, f"{row['recall_at_10']:.4f}", f"{row['ndcg_at_10']:.4f}")
+    console.print(table)

@@ -1,0 +1,34 @@
+"""``make serve``: keep the real stack up for a client of one's own until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from rich.console import Console
+
+from deploy.local.stack import local_stack
+from gateway.settings import get_settings
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    settings = get_settings()
+    with local_stack(settings, "serve", fresh_ledger=False, gateway_port=settings.port) as stack:
+        Console().print(
+            f"[bold green]Tollgate is up[/bold green] on {stack.gateway_address} "
+            f"(Triton {stack.triton_url}, Redis {stack.redis_url}).\n"
+            f"Ledger {stack.ledger_path}; spans {stack.trace_file}; logs {stack.log_dir}.\n"
+            "Try: grpcurl -plaintext -d '{\"user_id\":\"17850\",\"k\":5,\"feature\":\"home_feed\"}' "
+            f"{stack.gateway_address} tollgate.v1.RecommendationService/Recommend\n"
+            "Ctrl-C stops everything."
+        )
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

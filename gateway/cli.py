@@ -1,0 +1,26 @@
+"""The ``tollgate`` command: run the gateway, and pull cost reports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+
+from costing.cli import cost_app
+from gateway.server import run_gateway
+from gateway.settings import get_settings
+
+app = typer.Typer(help="Tollgate: a gRPC inference gateway that knows what every answer costs.", no_args_is_help=True)
+app.add_typer(cost_app, name="cost", help="Cost reports from the ledger, for finance.")
+
+
+@app.command()
+def serve(log_level: str = typer.Option("INFO", help="Python logging level.")) -> None:
+    """Run the gateway in the foreground (configured by TOLLGATE_* environment variables)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_gateway(get_settings()))
+
+
+if __name__ == "__main__":
+    app()

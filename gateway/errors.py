@@ -1,0 +1,45 @@
+"""Domain errors of a request, each carrying the gRPC status name it maps to.
+
+Domain code raises these without importing grpc; the servicer turns ``status`` into a
+``grpc.StatusCode`` of the same name.
+"""
+
+from __future__ import annotations
+
+
+class RequestError(Exception):
+    """A request that cannot be answered; ``status`` is a gRPC status code name."""
+
+    status = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(RequestError):
+    """The caller sent a bad field; the message names it."""
+
+    status = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class BackendUnavailable(RequestError):
+    """No model server can take the call right now."""
+
+    status = "UNAVAILABLE"
+
+
+class BackendFailed(RequestError):
+    """The model server took the call and failed it: a fault on our side, not the caller's."""
+
+    status = "INTERNAL"
+
+
+class DeadlineExceeded(RequestError):
+    """The caller's deadline ran out before the model answered."""
+
+    status = "DEADLINE_EXCEEDED"

@@ -1,0 +1,82 @@
+"""The one typed settings object of Tollgate, read from ``TOLLGATE_*`` environment variables.
+
+Every knob the gateway, the costing and the local stack use lives here, with its default and
+why; nothing else in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", env_file=None, extra="ignore")
+
+    # --- gRPC front door ---------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(50051, description="gRPC port of the gateway.")
+    default_deadline_s: float = Field(
+        2.0, gt=0, description="Deadline applied to the Triton call when the caller sends none."
+    )
+    tenant_metadata_key: str = Field(
+        "x-tenant-id", description="Request metadata key that carries the tenant for cost attribution."
+    )
+    default_tenant: str = Field("unattributed", description="Tenant recorded when the caller sends none.")
+
+    # --- request limits (validation) -----------------------------------------------------
+    max_k: int = Field(200, ge=1, description="Largest k a caller may ask for.")
+    max_exclude_item_ids: int = Field(1000, ge=0, description="Longest exclude_item_ids list accepted.")
+    max_id_length: int = Field(64, ge=1, description="Longest user or item id accepted, in bytes.")
+
+    # --- Triton (one CPU pool in this slice) ----------------------------------------------
+    triton_url: str = Field("127.0.0.1:8001", description="gRPC address of the Triton pool.")
+    pool_name: str = Field("cpu-local", description="Price-book pool that the Triton endpoint belongs to.")
+    recommender_model: str = Field("recommender", description="Triton model that answers Recommend.")
+    readiness_poll_s: float = Field(
+        1.0, gt=0, description="How often the gateway re-checks Triton server and model readiness."
+    )
+
+    # --- Redis cache --------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis used as the result cache.")
+    cache_prefix: str = Field("tollgate:", description="Key prefix of every cache entry.")
+    cache_ttl_s: int = Field(300, ge=1, description="Lifetime of a cached answer, in seconds.")
+    cache_timeout_s: float = Field(
+        0.05, gt=0, description="Budget of one cache operation; past it the request goes uncached."
+    )
+
+    # --- costing --------------------------------------------------------------------------
+    price_book_path: Path = Field(
+        REPO_ROOT / "costing" / "price_book.toml", description="Price book that turns compute into money."
+    )
+    ledger_path: Path = Field(REPO_ROOT / "var" / "ledger.sqlite", description="SQLite cost ledger.")
+    ledger_flush_interval_s: float = Field(
+        1.0, gt=0, description="How often buffered cost records are written to the ledger."
+    )
+
+    # --- OpenTelemetry ----------------------------------------------------------------------
+    trace_exporter: Literal["none", "otlp", "console", "file"] = Field(
+        "none",
+        description="Where spans go. 'otlp' uses the standard OTEL_EXPORTER_OTLP_* variables.",
+    )
+    trace_file: Path = Field(REPO_ROOT / "var" / "spans.jsonl", description="Span file for trace_exporter=file.")
+    service_name: str = Field("tollgate-gateway", description="OpenTelemetry service.name of the gateway.")
+
+    # --- local stack (make demo / make serve / tests) -----------------------------------------
+    model_repository: Path = Field(REPO_ROOT / "model_repo", description="Triton model repository.")
+    data_dir: Path = Field(
+        REPO_ROOT.parent / "shared" / "data", description="Real datasets read at build time."
+    )
+    run_dir: Path = Field(REPO_ROOT / "var", description="Logs, ledger and reports of local runs.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

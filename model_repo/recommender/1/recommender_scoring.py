@@ -1,0 +1,218 @@
+"""Scoring kernels of the recommender, free of Triton so that the pipeline can time them and tests can run them.
+
+``model.py`` serves with these; ``pipeline.benchmark`` and ``pipeline.build`` measure and
+evaluate these same classes. Only numpy and torch are needed.
+
+score(u, i) = <user_u, item_i> + bias_i over the whole catalogue, as one matmul per batch.
+
+int8 item tables hold one symmetric scale per item row (item_i ~= scale_i * q_i). Two kernels:
+
+- ``Int8DequantItemTable`` (served on CPU by default): converts the int8 table to float inside
+  each call, one fp32 matmul, then applies the per-item scales to the [B, n] scores
+  (scale_i * <u, q_i>); the scales are never multiplied into the table, and the float copy of
+  the table lives only during the call.
+- ``Int8GemmItemTable``: int8 x int8 GEMM via FBGEMM's dynamic quantized linear
+  with the table as a per-channel (per-item) qint8 weight. FBGEMM quantizes its input with one
+  range per *call*, which would make a user's scores depend on which other requests share the
+  dynamic batch. To keep results batch-invariant, each user vector is divided by its max |value|
+  once at load time (then every row spans at most [-1, 1]) and an anchor row holding +1 and -1
+  is appended in each call, so the input range is exactly [-1, 1] every time; scores are
+  multiplied back by the norms.
+
+Both are measured against fp32 in eval.json ("speed", "model_int8", top-k overlap). Quantized
+tensors are deprecated in torch (still present in the pinned 2.13); the dequantize kernel is
+the fallback when the FBGEMM op is missing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class ItemTable:
+    """Scores users against every catalogue item.
+
+    ``prepare_users`` turns the user table into the form this kernel consumes (done once, at
+    load time); ``scores`` takes rows of that prepared table, [B, ...], and returns a new
+    [B, n_items] tensor.
+    """
+
+    kernel: str
+
+    @property
+    def n_items(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def prepare_users(self, user_vectors: torch.Tensor) -> torch.Tensor:
+        return user_vectors.float().contiguous()
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def nbytes(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class FloatItemTable(ItemTable):
+    """fp32 on CPU, or fp16 on a GPU (user vectors are cast to the table's dtype and device)."""
+
+    vectors_t: torch.Tensor  # [dim, n_items]
+    bias: torch.Tensor  # [n_items]
+
+    @classmethod
+    def build(
+        cls, vectors: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype, device: str | torch.device
+    ) -> "FloatItemTable":
+        return cls(
+            vectors_t=vectors.t().contiguous().to(device=device, dtype=dtype),
+            bias=bias.to(device=device, dtype=dtype),
+        )
+
+    @property
+    def kernel(self) -> str:  # type: ignore[override]
+        return str(self.vectors_t.dtype).removeprefix("torch.")
+
+    @property
+    def n_items(self) -> int:
+        return self.vectors_t.shape[1]
+
+    def prepare_users(self, user_vectors: torch.Tensor) -> torch.Tensor:
+        return user_vectors.to(device=self.vectors_t.device, dtype=self.vectors_t.dtype).contiguous()
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, users, self.vectors_t)
+
+    def nbytes(self) -> int:
+        return self.vectors_t.nbytes + self.bias.nbytes
+
+
+@dataclass
+class Int8DequantItemTable(ItemTable):
+    values_t: torch.Tensor  # int8 [dim, n_items]
+    scales: torch.Tensor  # float32 [n_items]
+    bias: torch.Tensor  # float32 [n_items]
+    kernel: str = "int8-dequantize"
+
+    @classmethod
+    def build(cls, values: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor) -> "Int8DequantItemTable":
+        return cls(values_t=values.t().contiguous(), scales=scales.float(), bias=bias.float())
+
+    @property
+    def n_items(self) -> int:
+        return self.values_t.shape[1]
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:
+        raw = users @ self.values_t.float()
+        return torch.addcmul(self.bias, raw, self.scales)
+
+    def nbytes(self) -> int:
+        return self.values_t.nbytes + self.scales.nbytes + self.bias.nbytes
+
+
+@dataclass
+class Int8GemmItemTable(ItemTable):
+    packed: object  # FBGEMM packed per-channel qint8 weight [n_items, dim]
+    bias: torch.Tensor  # float32 [n_items]
+    anchor: torch.Tensor  # [1, dim]: +1, -1, zeros
+    table_bytes: int
+    n: int
+    kernel: str = "int8-gemm"
+
+    @staticmethod
+    def available() -> bool:
+        return hasattr(torch.ops.quantized, "linear_dynamic") and "fbgemm" in torch.backends.quantized.supported_engines
+
+    @classmethod
+    def build(cls, values: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor) -> "Int8GemmItemTable":
+        n_items, dim = values.shape
+        if dim < 2:
+            raise ValueError("the anchor row needs at least 2 dimensions")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
+            weight = torch.quantize_per_channel(
+                values.float() * scales.float()[:, None],
+                scales.double(),
+                torch.zeros(n_items, dtype=torch.int64),
+                axis=0,
+                dtype=torch.qint8,
+            )
+        if not torch.equal(weight.int_repr(), values):
+            raise ValueError("int8 table did not survive re-quantization with its own scales")
+        anchor = torch.zeros(1, dim)
+        anchor[0, 0], anchor[0, 1] = 1.0, -1.0
+        return cls(
+            packed=torch.ops.quantized.linear_prepack(weight, None),
+            bias=bias.float(),
+            anchor=anchor,
+            table_bytes=values.nbytes + scales.nbytes,
+            n=n_items,
+        )
+
+    @property
+    def n_items(self) -> int:
+        return self.n
+
+    def prepare_users(self, user_vectors: torch.Tensor) -> torch.Tensor:
+        """[n_users, dim + 1]: each vector divided by its max |value|, that norm in the last column."""
+        users = user_vectors.float()
+        norms = users.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+        return torch.cat([users / norms, norms], dim=1).contiguous()
+
+    def scores(self, users: torch.Tensor) -> torch.Tensor:
+        raw = torch.ops.quantized.linear_dynamic(torch.cat([users[:, :-1], self.anchor]), self.packed)
+        return torch.addcmul(self.bias, raw[:-1], users[:, -1:])
+
+    def nbytes(self) -> int:
+        return self.table_bytes + self.bias.nbytes
+
+
+def int8_item_table(values: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor, kernel: str) -> ItemTable:
+    """``kernel``: "int8-gemm" (falls back to dequantize when FBGEMM is missing) or "int8-dequantize"."""
+    if kernel == "int8-gemm" and Int8GemmItemTable.available():
+        return Int8GemmItemTable.build(values, scales, bias)
+    if kernel not in ("int8-gemm", "int8-dequantize"):
+        raise ValueError(f"unknown int8 kernel {kernel!r}")
+    return Int8DequantItemTable.build(values, scales, bias)
+
+
+def exclusion_coordinates(
+    rows_items: Sequence[np.ndarray], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) index tensors that mark, for batch row r, the item indices ``rows_items[r]``."""
+    lengths = np.fromiter((len(items) for items in rows_items), dtype=np.int64, count=len(rows_items))
+    rows = np.repeat(np.arange(len(rows_items), dtype=np.int64), lengths)
+    cols = np.concatenate(rows_items).astype(np.int64) if len(rows_items) else np.empty(0, dtype=np.int64)
+    return torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
+
+
+def top_k_excluding(
+    scores: torch.Tensor, exclude_rows: torch.Tensor, exclude_cols: torch.Tensor, ks: Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row r: the ``ks[r]`` best items not excluded, as (item indices int64, scores float32), best first.
+
+    Excluded cells are set to -inf in place (pass a scores tensor you own); a row with fewer
+    than ``ks[r]`` candidates left returns all of them.
+    """
+    n_items = scores.shape[1]
+    if exclude_rows.numel():
+        minus_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
+        scores.index_put_((exclude_rows, exclude_cols), minus_inf)
+    k_max = min(max(ks, default=0), n_items)
+    if k_max == 0:
+        return [(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)) for _ in ks]
+    best_scores, best_items = torch.topk(scores, k_max, dim=1, largest=True, sorted=True)
+    best_scores = best_scores.float().cpu().numpy()
+    best_items = best_items.cpu().numpy()
+    # Excluded cells are -inf, so they sort last: the finite entries of a row are a prefix.
+    available = np.isfinite(best_scores).sum(axis=1)
+    results = []
+    for row, k in enumerate(ks):
+        n = min(k, int(available[row]))
+        results.append((best_items[row, :n], best_scores[row, :n]))
+    return results

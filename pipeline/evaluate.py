@@ -1,0 +1,65 @@
+"""Offline evaluation on the time hold-out: recall@k and NDCG@k, training-seen items excluded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.encoding import UserItemMatrix
+from pipeline.metrics import ndcg_at_k, overlap_at_k, recall_at_k
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]  # dense user indices [B] -> scores [B, n_items]
+
+
+@dataclass(frozen=True)
+class HoldOut:
+    users: np.ndarray  # dense user indices, one per test user
+    relevant: list[frozenset[int]]  # held-out new items of each test user
+
+
+@dataclass(frozen=True)
+class RankingQuality:
+    recall_at_k: float
+    ndcg_at_k: float
+    top_k: np.ndarray  # [n_test_users, k] item indices, kept for overlap comparisons
+
+    def as_dict(self, k: int) -> dict[str, float]:
+        return {f"recall_at_{k}": round(self.recall_at_k, 6), f"ndcg_at_{k}": round(self.ndcg_at_k, 6)}
+
+
+def build_holdout(test: UserItemMatrix) -> HoldOut:
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    return HoldOut(users=users, relevant=[frozenset(test.row(u).tolist()) for u in users])
+
+
+def rank_excluding(scores: np.ndarray, users: np.ndarray, seen: UserItemMatrix, k: int) -> np.ndarray:
+    """Top-k item indices per row after removing each user's seen items; ties by item index."""
+    scores = scores.astype(np.float64, copy=True)
+    for row, user in enumerate(users):
+        scores[row, seen.row(user)] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def evaluate(
+    score_fn: ScoreFn, holdout: HoldOut, seen: UserItemMatrix, k: int, batch_size: int = 512
+) -> RankingQuality:
+    tops = []
+    for start in range(0, len(holdout.users), batch_size):
+        users = holdout.users[start : start + batch_size]
+        tops.append(rank_excluding(score_fn(users), users, seen, k))
+    top_k = np.concatenate(tops)
+    recall = np.mean([recall_at_k(top.tolist(), rel, k) for top, rel in zip(top_k, holdout.relevant)])
+    ndcg = np.mean([ndcg_at_k(top.tolist(), rel, k) for top, rel in zip(top_k, holdout.relevant)])
+    return RankingQuality(recall_at_k=float(recall), ndcg_at_k=float(ndcg), top_k=top_k)
+
+
+def popularity_scores(train: UserItemMatrix) -> np.ndarray:
+    """Share of training users who bought each item."""
+    active_users = int((np.diff(train.indptr) > 0).sum())
+    return (train.item_user_counts() / max(1, active_users)).astype(np.float32)
+
+
+def mean_overlap(a: RankingQuality, b: RankingQuality, k: int) -> float:
+    return float(np.mean([overlap_at_k(x.tolist(), y.tolist(), k) for x, y in zip(a.top_k, b.top_k)]))

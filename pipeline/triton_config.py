@@ -1,0 +1,117 @@
+"""Renders ``config.pbtxt`` of the recommender: the Triton contract the gateway relies on.
+
+Inputs (batch dimension implicit; a client sends shape [1, n]):
+  USER_ID [1] string, K [1] int32, EXCLUDE_ITEM_IDS [-1] string (optional, ragged across a batch).
+Outputs (shape [1, k] per request):
+  ITEM_IDS, ITEM_TITLES [-1] string, SCORES [-1] fp32, COMPUTE_NS [1] int64, PERSONALIZED [1] bool.
+"""
+
+from __future__ import annotations
+
+from pipeline.config import PipelineSettings
+
+BUILD_ID_PARAMETER = "build_id"
+NUM_THREADS_PARAMETER = "num_threads"
+ARTIFACTS_DIR_PARAMETER = "artifacts_dir"
+INT8_KERNEL_PARAMETER = "cpu_int8_kernel"
+
+_TEMPLATE = """\
+# Rendered by `python -m pipeline build`; do not edit (the next build overwrites it).
+name: "{model_name}"
+backend: "python"
+max_batch_size: {max_batch_size}
+dynamic_batching {{
+  max_queue_delay_microseconds: {max_queue_delay_us}
+}}
+instance_group [
+  {{
+    kind: KIND_CPU
+    count: {instance_count}
+  }}
+]
+input [
+  {{
+    name: "USER_ID"
+    data_type: TYPE_STRING
+    dims: [ 1 ]
+  }},
+  {{
+    name: "K"
+    data_type: TYPE_INT32
+    dims: [ 1 ]
+  }},
+  {{
+    name: "EXCLUDE_ITEM_IDS"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+    optional: true
+    allow_ragged_batch: true
+  }}
+]
+output [
+  {{
+    name: "ITEM_IDS"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+  }},
+  {{
+    name: "ITEM_TITLES"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+  }},
+  {{
+    name: "SCORES"
+    data_type: TYPE_FP32
+    dims: [ -1 ]
+  }},
+  {{
+    name: "COMPUTE_NS"
+    data_type: TYPE_INT64
+    dims: [ 1 ]
+  }},
+  {{
+    name: "PERSONALIZED"
+    data_type: TYPE_BOOL
+    dims: [ 1 ]
+  }}
+]
+parameters [
+  {{
+    key: "{build_id_key}"
+    value {{ string_value: "{build_id}" }}
+  }},
+  {{
+    key: "{threads_key}"
+    value {{ string_value: "{num_threads}" }}
+  }},
+  {{
+    key: "{artifacts_key}"
+    value {{ string_value: "{artifacts_dir}" }}
+  }},
+  {{
+    key: "{int8_kernel_key}"
+    value {{ string_value: "{int8_kernel}" }}
+  }}
+]
+"""
+
+
+def render_config(config: PipelineSettings, build_id: str, artifacts_dir: str) -> str:
+    return _TEMPLATE.format(
+        model_name=config.model_name,
+        max_batch_size=config.max_batch_size,
+        max_queue_delay_us=config.max_queue_delay_us,
+        instance_count=config.instance_count,
+        build_id_key=BUILD_ID_PARAMETER,
+        build_id=build_id,
+        threads_key=NUM_THREADS_PARAMETER,
+        num_threads=config.serving_threads,
+        artifacts_key=ARTIFACTS_DIR_PARAMETER,
+        artifacts_dir=artifacts_dir,
+        int8_kernel_key=INT8_KERNEL_PARAMETER,
+        int8_kernel=config.cpu_int8_kernel,
+    )
+
+
+def declares_build_id(config_text: str, build_id: str) -> bool:
+    return f'key: "{BUILD_ID_PARAMETER}"\n    value {{ string_value: "{build_id}" }}' in config_text

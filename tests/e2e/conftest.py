@@ -1,0 +1,159 @@
+"""Session fixtures of the end-to-end tests: real model artifacts, a real Triton on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from deploy.local.gateway import GatewayProcess, settings_env
+from deploy.local.ports import free_port
+from deploy.local.redis import ensure_redis
+from deploy.local.triton import TritonServer
+from gateway.settings import get_settings
+from pipeline.artifacts import ExportedRecommender, load_exported
+from pipeline.build import build
+
+# Models the e2e Triton loads (explicit model control: other models of the repository may be unbuilt).
+TRITON_MODELS = ("recommender",)
+# A "buyer" has bought at least this many distinct items: enough history to personalise and exclude.
+MIN_BUYER_ITEMS = 20
+
+
+# --- model artifacts -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_repository() -> Path:
+    """The project's model repository; the pipeline builds it first when missing or stale."""
+    return build().paths.repository
+
+
+@pytest.fixture(scope="session")
+def recommender_export(model_repository: Path) -> ExportedRecommender:
+    return load_exported(model_repository)
+
+
+@pytest.fixture(scope="session")
+def catalog(recommender_export: ExportedRecommender) -> dict[str, str]:
+    """Item id -> title of every item the recommender can return."""
+    return recommender_export.titles
+
+
+@pytest.fixture(scope="session")
+def bought_by(recommender_export: ExportedRecommender) -> dict[str, frozenset[str]]:
+    """User id -> every item the user bought (never recommended back to them)."""
+    return recommender_export.seen
+
+
+@pytest.fixture(scope="session")
+def buyers(recommender_export: ExportedRecommender) -> list[str]:
+    """Known users with at least MIN_BUYER_ITEMS purchased items, by user id."""
+    return sorted(user for user, items in recommender_export.seen.items() if len(items) >= MIN_BUYER_ITEMS)
+
+
+# --- Triton ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def triton_server(model_repository: Path) -> Iterator[TritonServer]:
+    """The real tritonserver on free loopback ports, stopped at the end of the session."""
+    server = TritonServer(
+        model_repository,
+        models=TRITON_MODELS,
+        log_path=get_settings().run_dir / "logs" / "e2e-triton.log",
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- Redis and the gateway --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """The Redis the project is configured with (started here if none answers)."""
+    handle = ensure_redis(get_settings().redis_url, tmp_path_factory.mktemp("redis"))
+    yield handle.url
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def cache_prefix(redis_url) -> Iterator[str]:
+    """A key prefix of this test run only; its keys are deleted afterwards, nobody else's."""
+    prefix = f"tollgate-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+    if keys:
+        client.delete(*keys)
+
+
+@dataclass
+class RunningGateway:
+    process: GatewayProcess
+    ledger_path: Path
+    trace_file: Path
+    log_path: Path
+
+    @property
+    def address(self) -> str:
+        return self.process.address
+
+    def stop(self) -> int:
+        return self.process.stop()
+
+
+class GatewayLauncher:
+    """Starts real gateway processes (``python -m gateway serve``) wired to the test Triton and
+    Redis, each with its own ledger, span file and log; ``stop_all`` stops them."""
+
+    def __init__(self, triton_url: str, redis_url: str, cache_prefix: str, tmp_path_factory: pytest.TempPathFactory):
+        self._defaults = {"triton_url": triton_url, "redis_url": redis_url, "cache_prefix": cache_prefix}
+        self._tmp = tmp_path_factory
+        self._started: list[RunningGateway] = []
+
+    def start(self, *, require_serving: bool = True, **overrides: object) -> RunningGateway:
+        run_dir = self._tmp.mktemp("gateway")
+        values = {
+            **self._defaults,
+            "ledger_path": run_dir / "ledger.sqlite",
+            "ledger_flush_interval_s": 0.2,
+            "trace_exporter": "file",
+            "trace_file": run_dir / "spans.jsonl",
+            "readiness_poll_s": 0.5,
+            **overrides,
+        }
+        env = {**settings_env(**values), "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        log_path = run_dir / "gateway.log"
+        process = GatewayProcess(free_port(), env, log_path).start(require_serving=require_serving)
+        gateway = RunningGateway(process, Path(values["ledger_path"]), Path(values["trace_file"]), log_path)
+        self._started.append(gateway)
+        return gateway
+
+    def stop_all(self) -> None:
+        for gateway in self._started:
+            gateway.stop()
+
+
+@pytest.fixture
+def gateway_factory(triton_server, redis_url, cache_prefix, tmp_path_factory) -> Iterator[Callable[..., RunningGateway]]:
+    """A test's own gateways, with settings overridden per call; stopped after the test."""
+    launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory)
+    yield launcher.start
+    launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def gateway(triton_server, redis_url, cache_prefix, tmp_path_factory) -> Iterator[RunningGateway]:
+    """One gateway with default settings, shared by a test module."""
+    launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory)
+    yield launcher.start()
+    launcher.stop_all()

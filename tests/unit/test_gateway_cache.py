@@ -1,0 +1,64 @@
+import asyncio
+
+import pytest
+
+from deploy.local.ports import free_port
+from gateway.result_cache import CachedAnswer, ResultCache, recommend_cache_key
+from gateway.triton_recommender import RankedItem
+from gateway.validation import RecommendQuery
+
+QUERY = RecommendQuery(user_id="17850", k=10, feature="home_feed", exclude_item_ids=("a", "b"))
+
+
+def key(query=QUERY, version="1", build="abc"):
+    return recommend_cache_key("t:", "recommender", version, build, query)
+
+
+def test_key_changes_with_every_input_that_changes_the_answer():
+    base = key()
+    assert key(RecommendQuery("17851", 10, "home_feed", ("a", "b"))) != base
+    assert key(RecommendQuery("17850", 11, "home_feed", ("a", "b"))) != base
+    assert key(RecommendQuery("17850", 10, "home_feed", ("a",))) != base
+    assert key(version="2") != base
+    assert key(build="abd") != base
+    assert base.startswith("t:recommend:")
+
+
+def test_feature_does_not_split_the_cache():
+    assert key(RecommendQuery("17850", 10, "cart_upsell", ("a", "b"))) == key()
+
+
+def test_cached_answer_round_trips_through_json():
+    answer = CachedAnswer(
+        items=(RankedItem("85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 0.5),),
+        personalized=True,
+        model_version="1",
+        pool="cpu-local",
+        device="cpu",
+        compute_ns=12345,
+    )
+    assert CachedAnswer.from_json(answer.to_json()) == answer
+
+
+async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
+    cache = ResultCache.from_url(f"redis://127.0.0.1:{free_port()}/0", ttl_s=10, timeout_s=0.2)
+    answer = CachedAnswer((), False, "1", "cpu-local", "cpu", 1)
+    with caplog.at_level("WARNING"):
+        assert await cache.get("k") is None
+        assert await cache.put("k", answer) is False
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, "one warning when the cache turns bad, not one per call"
+    assert "serving uncached" in warnings[0].getMessage()
+    await cache.close()
+
+
+async def test_a_slow_cache_operation_is_cut_at_its_budget():
+    class SlowClient:
+        async def get(self, key):
+            await asyncio.sleep(5)
+
+    cache = ResultCache(SlowClient(), ttl_s=10, timeout_s=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await cache.get("k") is None
+    assert loop.time() - started < 1.0

@@ -1,0 +1,104 @@
+"""A whole build on a small synthetic dataset: export layout, reuse by fingerprint, atomicity."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gateway.settings import Settings
+from pipeline.artifacts import load_exported
+from pipeline.build import build, is_up_to_date
+from pipeline.config import PipelineSettings
+from pipeline.export import is_complete
+
+DATASET = "retail/transactions.csv.gz"
+N_USERS, N_ITEMS = 40, 30
+
+
+def write_synthetic_transactions(path: Path) -> None:
+    rng = np.random.default_rng(7)
+    rows = []
+    for invoice in range(600):
+        user = 10000 + int(rng.integers(N_USERS))
+        day = pd.Timestamp("2011-10-01") + pd.Timedelta(hours=int(rng.integers(24 * 69)))
+        item = 20000 + int(min(rng.zipf(1.5), N_ITEMS))
+        rows.append((str(500000 + invoice), str(item), f"ITEM {item}", 1 + int(rng.integers(5)), day, 1.5, user))
+    rows.append(("C600001", "20001", "ITEM 20001", -1, pd.Timestamp("2011-11-02"), 1.5, 10001))
+    rows.append(("600002", "POST", "POSTAGE", 1, pd.Timestamp("2011-11-02"), 18.0, 10001))
+    frame = pd.DataFrame(
+        rows, columns=["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]
+    )
+    frame["Country"] = "United Kingdom"
+    path.parent.mkdir(parents=True)
+    frame.to_csv(path, index=False, date_format="%Y-%m-%d %H:%M:%S")
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> tuple[Settings, PipelineSettings]:
+    write_synthetic_transactions(tmp_path / "data" / DATASET)
+    settings = Settings(data_dir=tmp_path / "data", model_repository=tmp_path / "repo", run_dir=tmp_path / "var")
+    config = PipelineSettings(
+        dataset_file=DATASET,
+        cutoff_date=date(2011, 11, 20),
+        embedding_dim=8,
+        epochs=2,
+        batch_size=256,
+        bench_repeats=3,
+        bench_warmup=1,
+        bench_blocks=1,
+    )
+    return settings, config
+
+
+def test_build_writes_a_complete_model_and_reuses_it(workspace) -> None:
+    settings, config = workspace
+    first = build(settings=settings, config=config)
+    model_dir = settings.model_repository / "recommender"
+    assert not first.reused
+    assert {p.name for p in (model_dir / "1").iterdir()} >= {"model.py", "recommender_scoring.py", "artifacts"}
+    assert f'string_value: "{first.manifest["build_id"]}"' in (model_dir / "config.pbtxt").read_text()
+    assert not list((model_dir / "1").glob(".artifacts-*"))  # no staging left behind
+
+    evaluation = json.loads((model_dir / "1" / "artifacts" / "eval.json").read_text())
+    for ranker in ("model_fp32", "model_int8", "popularity"):
+        assert set(evaluation[ranker]) >= {"recall_at_10", "ndcg_at_10"}
+    assert evaluation["dataset"]["removed_rows"]["non_product_code"] == 1
+    assert evaluation["dataset"]["removed_rows"]["cancellation"] == 1
+
+    exported = load_exported(settings.model_repository)
+    assert exported.build_id == first.manifest["build_id"]
+    assert "POST" not in exported.titles and len(exported.popularity_ranking) == len(exported.titles)
+
+    second = build(settings=settings, config=config)
+    assert second.reused and second.manifest["build_id"] == first.manifest["build_id"]
+    assert is_up_to_date(settings, config)
+
+
+def test_changed_config_or_force_rebuilds(workspace) -> None:
+    settings, config = workspace
+    first = build(settings=settings, config=config)
+    assert not is_up_to_date(settings, config.model_copy(update={"epochs": 3}))
+    assert not build(settings=settings, config=config, force=True).reused
+    retrained = build(settings=settings, config=config.model_copy(update={"epochs": 3}))
+    assert not retrained.reused
+    assert retrained.manifest["input_fingerprint"] != first.manifest["input_fingerprint"]
+
+
+def test_same_inputs_give_the_same_build_id(workspace) -> None:
+    settings, config = workspace
+    first = build(settings=settings, config=config)
+    assert build(settings=settings, config=config, force=True).manifest["build_id"] == first.manifest["build_id"]
+
+
+def test_a_repository_without_its_config_is_not_complete(workspace) -> None:
+    settings, config = workspace
+    result = build(settings=settings, config=config)
+    result.paths.config_file.unlink()  # what an interrupted build leaves behind
+    assert not is_complete(result.paths)
+    assert not build(settings=settings, config=config).reused
+    assert is_complete(result.paths, result.manifest["input_fingerprint"])
