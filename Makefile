@@ -11,7 +11,7 @@ help:
 	@echo "make demo    - build the models, start Redis/Triton/gateway, drive traffic, write demo-report.json"
 	@echo "make serve   - keep the stack up on 127.0.0.1:50051 for your own client (Ctrl-C stops it)"
 	@echo "make test    - unit and end-to-end tests through real Triton, Redis and gRPC"
-	@echo "make models  - run the pipeline: real data -> train -> evaluate -> quantize -> model_repo/"
+	@echo "make models  - run the pipelines: real data -> train/encode -> evaluate -> quantize -> model_repo/"
 	@echo "make protos  - regenerate gateway/api/ from protos/"
 
 # The venv is rebuilt when pyproject.toml changes; torch is pinned there (CPU build).
@@ -24,6 +24,7 @@ install: $(INSTALLED)
 
 models: install
 	$(PY) -m pipeline build
+	$(PY) -m pipeline.search build
 
 protos: install
 	$(PY) protos/generate.py
