@@ -94,7 +94,7 @@ class RecommendFlow:
         self,
         *,
         backend: TritonRecommender,
-        cache: ResultCache,
+        cache: ResultCache | None,
         price_book: PriceBook,
         ledger: LedgerWriter,
         limits: Limits,
@@ -133,10 +133,7 @@ class RecommendFlow:
         tally.model_version, tally.build_id = state.model_version, state.build_id
         with tally.meter:
             key = recommend_cache_key(self._cache_prefix, self._backend.model_name, state.model_version, state.build_id, query)
-        with tracer.start_as_current_span("cache.lookup") as span:
-            cached = await self._cache.get(key)
-            tally.cache_ops += 1
-            span.set_attribute(attr.CACHE_HIT, cached is not None)
+        cached = await self._cache_lookup(key, tally)
         if cached is not None:
             tally.cache_hit = True
             tally.pool, tally.model_version = cached.pool, cached.model_version
@@ -162,10 +159,24 @@ class RecommendFlow:
                 device=self._device_of(self._backend.pool_name),
                 compute_ns=answer.compute_ns,
             )
+        await self._cache_store(key, entry, tally)
+        return answer.items, answer.personalized
+
+    async def _cache_lookup(self, key: str, tally: _Tally) -> CachedAnswer | None:
+        if self._cache is None:
+            return None
+        with tracer.start_as_current_span("cache.lookup") as span:
+            cached = await self._cache.get(key)
+            tally.cache_ops += 1
+            span.set_attribute(attr.CACHE_HIT, cached is not None)
+        return cached
+
+    async def _cache_store(self, key: str, entry: CachedAnswer, tally: _Tally) -> None:
+        if self._cache is None:
+            return
         with tracer.start_as_current_span("cache.store"):
             await self._cache.put(key, entry)
             tally.cache_ops += 1
-        return answer.items, answer.personalized
 
     def _device_of(self, pool: str) -> str:
         return self._book.pool(pool).device if pool else ""

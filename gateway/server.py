@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+from opentelemetry.sdk.trace import TracerProvider
 
 from costing.ledger import LedgerWriter, SqliteLedger
 from costing.price_book import load_price_book
@@ -40,11 +41,15 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._tracer_provider = setup_tracing(settings)
+        self._tracer_provider = setup_tracing(settings) if settings.tracing_enabled else None
         book = load_price_book(settings.price_book_path)
         pool = book.pool(settings.pool_name)
         self._backend = TritonRecommender(settings.triton_url, settings.recommender_model, settings.pool_name, pool.device)
-        self._cache = ResultCache.from_url(settings.redis_url, settings.cache_ttl_s, settings.cache_timeout_s)
+        self._cache = (
+            ResultCache.from_url(settings.redis_url, settings.cache_ttl_s, settings.cache_timeout_s)
+            if settings.cache_enabled
+            else None
+        )
         self._ledger_store = SqliteLedger(settings.ledger_path)
         self._ledger = LedgerWriter(self._ledger_store, settings.ledger_flush_interval_s)
         flow = RecommendFlow(
@@ -57,14 +62,7 @@ class Gateway:
             default_deadline_s=settings.default_deadline_s,
         )
         self._health = health_aio.HealthServicer()
-        self._server = grpc.aio.server(
-            interceptors=[
-                aio_server_interceptor(
-                    tracer_provider=self._tracer_provider,
-                    filter_=filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))),
-                )
-            ]
-        )
+        self._server = grpc.aio.server(interceptors=_interceptors(self._tracer_provider))
         recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server(
             RecommendationServicer(flow, settings.tenant_metadata_key, settings.default_tenant), self._server
         )
@@ -107,10 +105,21 @@ class Gateway:
                 await self._readiness_task
         await self._ledger.close()
         self._ledger_store.close()
-        await self._cache.close()
+        if self._cache is not None:
+            await self._cache.close()
         await self._backend.close()
-        self._tracer_provider.shutdown()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
         log.info("gateway stopped; ledger flushed")
+
+
+def _interceptors(provider: TracerProvider | None) -> list[grpc.aio.ServerInterceptor]:
+    """The OpenTelemetry server interceptor (W3C context from metadata, one span per RPC),
+    except for health checks and reflection, which would only add noise."""
+    if provider is None:
+        return []
+    noise = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
+    return [aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(noise))]
 
 
 async def run_gateway(settings: Settings) -> None:

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     )
 
     # --- Redis cache --------------------------------------------------------------------
+    cache_enabled: bool = Field(True, description="Turn the result cache off (benchmarks, debugging).")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis used as the result cache.")
     cache_prefix: str = Field("tollgate:", description="Key prefix of every cache entry.")
     cache_ttl_s: int = Field(300, ge=1, description="Lifetime of a cached answer, in seconds.")
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     )
 
     # --- OpenTelemetry ----------------------------------------------------------------------
+    tracing_enabled: bool = Field(
+        True, description="Spans and their cost attributes; off only to measure what tracing costs."
+    )
     trace_exporter: Literal["none", "otlp", "console", "file"] = Field(
         "none",
         description="Where spans go. 'otlp' uses the standard OTEL_EXPORTER_OTLP_* variables.",

@@ -132,3 +132,14 @@ async def test_an_unready_pool_is_named_in_the_error(ledger):
     with pytest.raises(SettledRequestError) as raised:
         await flow.recommend(call())
     assert "127.0.0.1:1" in raised.value.message
+
+
+async def test_without_a_cache_every_call_reaches_the_model_and_makes_no_cache_op(ledger):
+    model = ScriptedModel()
+    flow, _ = make_flow(model, ledger)
+    flow._cache = None
+    first = await flow.recommend(call())
+    second = await flow.recommend(call())
+    assert len(model.calls) == 2
+    assert not first.info.cache_hit and not second.info.cache_hit
+    assert first.info.cost.cache == 0 and second.info.cost.compute > 0
