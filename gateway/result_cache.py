@@ -10,14 +10,14 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 from opentelemetry import metrics
 from redis.exceptions import RedisError
 
-from gateway.triton_recommender import RankedItem
-from gateway.validation import RecommendQuery
+from gateway.answers import ModelAnswer, RankedItem
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter(__name__)
@@ -26,28 +26,22 @@ cache_errors = _meter.create_counter(
 )
 
 # Bumped whenever CachedAnswer's layout changes, so old entries are never misread.
-CACHE_SCHEMA = "v1"
+CACHE_SCHEMA = "v2"
 
 
-def recommend_cache_key(prefix: str, model: str, model_version: str, build_id: str, query: RecommendQuery) -> str:
-    """Every input that changes the answer is in the key: model, version, build and the query
-    (user, k, excluded items). ``feature`` is not: it labels cost but does not change results."""
-    digest = hashlib.sha256(
-        json.dumps([query.user_id, query.k, query.exclude_item_ids], separators=(",", ":")).encode()
-    ).hexdigest()[:32]
-    return f"{prefix}recommend:{CACHE_SCHEMA}:{model}:{model_version}:{build_id}:{digest}"
+def cache_key(prefix: str, rpc: str, model: str, version: str, build_id: str, inputs: Sequence[object]) -> str:
+    """The key of an answer: the model's identity (name, version, weights' build) plus a hash of
+    every input that changes the answer, in a fixed order."""
+    digest = hashlib.sha256(json.dumps(list(inputs), separators=(",", ":")).encode()).hexdigest()[:32]
+    return f"{prefix}{rpc.lower()}:{CACHE_SCHEMA}:{model}:{version}:{build_id}:{digest}"
 
 
 @dataclass(frozen=True)
 class CachedAnswer:
-    """A model answer as cached, with the compute it originally cost (to price what a hit avoids)."""
+    """A model answer as cached, with where it ran and the compute it cost (to price what a hit avoids)."""
 
-    items: tuple[RankedItem, ...]
-    personalized: bool
-    model_version: str
+    answer: ModelAnswer
     pool: str
-    device: str
-    compute_ns: int
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -55,8 +49,9 @@ class CachedAnswer:
     @classmethod
     def from_json(cls, raw: str | bytes) -> CachedAnswer:
         data = json.loads(raw)
-        data["items"] = tuple(RankedItem(**item) for item in data["items"])
-        return cls(**data)
+        answer = data["answer"]
+        answer["items"] = tuple(RankedItem(**item) for item in answer["items"])
+        return cls(answer=ModelAnswer(**answer), pool=data["pool"])
 
 
 class ResultCache:

@@ -12,6 +12,7 @@ import logging
 import signal
 
 import grpc
+import tritonclient.grpc.aio as triton_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -20,31 +21,43 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from costing.ledger import LedgerWriter, SqliteLedger
 from costing.price_book import load_price_book
-from gateway.api import recommendation_pb2, recommendation_pb2_grpc
-from gateway.recommend_flow import RecommendFlow
-from gateway.recommendation_servicer import RecommendationServicer
+from gateway import recommendation_servicer, search_servicer
+from gateway.recommend_route import RecommendRoute
+from gateway.request_flow import RequestFlow
 from gateway.result_cache import ResultCache
+from gateway.search_route import SearchRoute
+from gateway.servicer_support import CallerReader, register
 from gateway.settings import Settings
+from gateway.settlement import Settlement
 from gateway.tracing import setup_tracing
-from gateway.triton_recommender import TritonRecommender
+from gateway.triton_model import TritonModel
 from gateway.validation import Limits
 
 log = logging.getLogger(__name__)
 
-RECOMMENDATION_SERVICE = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name
 # Stop/grace budget: long enough for in-flight model calls, short enough for a rolling restart.
 SHUTDOWN_GRACE_S = 5.0
 
 
 class Gateway:
-    """The running gateway: its server, its Triton pool, cache, ledger and tracing."""
+    """The running gateway: its server, its Triton models, cache, ledger and tracing."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._tracer_provider = setup_tracing(settings) if settings.tracing_enabled else None
         book = load_price_book(settings.price_book_path)
-        pool = book.pool(settings.pool_name)
-        self._backend = TritonRecommender(settings.triton_url, settings.recommender_model, settings.pool_name, pool.device)
+        device = book.pool(settings.pool_name).device
+        self._triton = triton_aio.InferenceServerClient(url=settings.triton_url)
+
+        def model(name: str) -> TritonModel:
+            return TritonModel(self._triton, settings.triton_url, name, settings.pool_name, device)
+
+        recommender, search = model(settings.recommender_model), model(settings.search_model)
+        # Which model each service needs; the health service reports them one by one.
+        self._models = {
+            recommendation_servicer.SERVICE.full_name: recommender,
+            search_servicer.SERVICE.full_name: search,
+        }
         self._cache = (
             ResultCache.from_url(settings.redis_url, settings.cache_ttl_s, settings.cache_timeout_s)
             if settings.cache_enabled
@@ -52,23 +65,28 @@ class Gateway:
         )
         self._ledger_store = SqliteLedger(settings.ledger_path)
         self._ledger = LedgerWriter(self._ledger_store, settings.ledger_flush_interval_s)
-        flow = RecommendFlow(
-            backend=self._backend,
-            cache=self._cache,
-            price_book=book,
-            ledger=self._ledger,
-            limits=Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length),
-            cache_prefix=settings.cache_prefix,
-            default_deadline_s=settings.default_deadline_s,
+        flow = RequestFlow(
+            cache=self._cache, settlement=Settlement(book, self._ledger), default_deadline_s=settings.default_deadline_s
         )
+        limits = Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length, settings.max_query_chars)
+        callers = CallerReader(settings.tenant_metadata_key, settings.default_tenant)
+        prefix = settings.cache_prefix
+
         self._health = health_aio.HealthServicer()
         self._server = grpc.aio.server(interceptors=_interceptors(self._tracer_provider))
-        recommendation_pb2_grpc.add_RecommendationServiceServicer_to_server(
-            RecommendationServicer(flow, settings.tenant_metadata_key, settings.default_tenant), self._server
+        register(
+            self._server,
+            recommendation_servicer.SERVICE,
+            recommendation_servicer.RecommendationServicer(flow, RecommendRoute(recommender, prefix), limits, callers),
+        )
+        register(
+            self._server,
+            search_servicer.SERVICE,
+            search_servicer.SearchServicer(flow, SearchRoute(search, prefix), limits, callers),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (RECOMMENDATION_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*self._models, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server,
         )
         self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
@@ -84,17 +102,19 @@ class Gateway:
         log.info("gateway listening on %s:%d (Triton %s)", self.settings.host, self.port, self.settings.triton_url)
 
     async def _watch_readiness(self) -> None:
-        """Re-checks Triton and mirrors it in the standard health service."""
+        """Re-checks every model on Triton and mirrors it in the standard health service: each
+        service is SERVING when its model is ready, the server ("") when all are."""
         poll_s = self.settings.readiness_poll_s
         while True:
-            state = await self._backend.check_readiness(timeout_s=poll_s)
-            await self._set_health(serving=state.ready)
+            states = await asyncio.gather(*(model.check_readiness(timeout_s=poll_s) for model in self._models.values()))
+            for service, state in zip(self._models, states):
+                await self._health.set(service, _status(state.ready))
+            await self._health.set("", _status(all(state.ready for state in states)))
             await asyncio.sleep(poll_s)
 
     async def _set_health(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for service in ("", RECOMMENDATION_SERVICE):
-            await self._health.set(service, status)
+        for service in ("", *self._models):
+            await self._health.set(service, _status(serving))
 
     async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         await self._health.enter_graceful_shutdown()
@@ -107,10 +127,14 @@ class Gateway:
         self._ledger_store.close()
         if self._cache is not None:
             await self._cache.close()
-        await self._backend.close()
+        await self._triton.close()
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
         log.info("gateway stopped; ledger flushed")
+
+
+def _status(serving: bool) -> int:
+    return health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def _interceptors(provider: TracerProvider | None) -> list[grpc.aio.ServerInterceptor]:

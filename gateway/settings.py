@@ -34,11 +34,15 @@ class Settings(BaseSettings):
     max_k: int = Field(200, ge=1, description="Largest k a caller may ask for.")
     max_exclude_item_ids: int = Field(1000, ge=0, description="Longest exclude_item_ids list accepted.")
     max_id_length: int = Field(64, ge=1, description="Longest user or item id accepted, in bytes.")
+    max_query_chars: int = Field(
+        256, ge=1, description="Longest search query accepted (the encoder reads its first 64 tokens)."
+    )
 
     # --- Triton (one CPU pool in this slice) ----------------------------------------------
     triton_url: str = Field("127.0.0.1:8001", description="gRPC address of the Triton pool.")
     pool_name: str = Field("cpu-local", description="Price-book pool that the Triton endpoint belongs to.")
     recommender_model: str = Field("recommender", description="Triton model that answers Recommend.")
+    search_model: str = Field("product_search", description="Triton model (ensemble) that answers Search.")
     readiness_poll_s: float = Field(
         1.0, gt=0, description="How often the gateway re-checks Triton server and model readiness."
     )

@@ -7,6 +7,7 @@ I/O, so they are unit-tested without a server.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from gateway.errors import InvalidArgument
@@ -22,14 +23,26 @@ class Limits:
     max_k: int
     max_exclude_item_ids: int
     max_id_length: int
+    max_query_chars: int = 256
 
 
 @dataclass(frozen=True)
 class RecommendQuery:
-    """A validated Recommend request. ``exclude_item_ids`` is sorted and de-duplicated, since
-    order and repeats do not change the answer (and so must not change the cache key)."""
+    """A validated Recommend request."""
 
     user_id: str
+    k: int
+    feature: str
+    exclude_item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A validated Search request. ``text`` is NFC-normalised, lower-cased and has its whitespace
+    collapsed: the encoder is uncased and ignores spacing, so such variants share one answer
+    (and one cache entry)."""
+
+    text: str
     k: int
     feature: str
     exclude_item_ids: tuple[str, ...]
@@ -55,23 +68,42 @@ def _validate_id(field: str, value: str, limits: Limits) -> str:
     return value
 
 
+def _validate_k(k: int, limits: Limits) -> int:
+    if not 1 <= k <= limits.max_k:
+        raise InvalidArgument("k", f"must be between 1 and {limits.max_k}, got {k}")
+    return k
+
+
+def _validate_item_ids(field: str, item_ids: list[str], limits: Limits) -> tuple[str, ...]:
+    """Sorted and de-duplicated: order and repeats do not change an answer (nor its cache key)."""
+    if len(item_ids) > limits.max_exclude_item_ids:
+        raise InvalidArgument(field, f"has {len(item_ids)} ids; at most {limits.max_exclude_item_ids} are accepted")
+    for item_id in item_ids:
+        _validate_id(field, item_id, limits)
+    return tuple(sorted(set(item_ids)))
+
+
 def validate_recommend(user_id: str, k: int, feature: str, exclude_item_ids: list[str], limits: Limits) -> RecommendQuery:
     """Checks a Recommend request field by field, in the order a caller reads them."""
     if not user_id:
         raise InvalidArgument("user_id", "is required")
     _validate_id("user_id", user_id, limits)
-    if not 1 <= k <= limits.max_k:
-        raise InvalidArgument("k", f"must be between 1 and {limits.max_k}, got {k}")
+    _validate_k(k, limits)
     validate_feature(feature)
-    if len(exclude_item_ids) > limits.max_exclude_item_ids:
-        raise InvalidArgument(
-            "exclude_item_ids", f"has {len(exclude_item_ids)} ids; at most {limits.max_exclude_item_ids} are accepted"
-        )
-    for item_id in exclude_item_ids:
-        _validate_id("exclude_item_ids", item_id, limits)
-    return RecommendQuery(
-        user_id=user_id,
-        k=k,
-        feature=feature,
-        exclude_item_ids=tuple(sorted(set(exclude_item_ids))),
-    )
+    excluded = _validate_item_ids("exclude_item_ids", exclude_item_ids, limits)
+    return RecommendQuery(user_id=user_id, k=k, feature=feature, exclude_item_ids=excluded)
+
+
+def validate_search(query: str, k: int, feature: str, exclude_item_ids: list[str], limits: Limits) -> SearchQuery:
+    """Checks a Search request field by field, in the order a caller reads them."""
+    if not query:
+        raise InvalidArgument("query", "is required")
+    text = " ".join(unicodedata.normalize("NFC", query).split()).lower()
+    if not text:
+        raise InvalidArgument("query", "must contain a non-space character")
+    if len(text) > limits.max_query_chars:
+        raise InvalidArgument("query", f"has {len(text)} characters; at most {limits.max_query_chars} are accepted")
+    _validate_k(k, limits)
+    validate_feature(feature)
+    excluded = _validate_item_ids("filters.exclude_item_ids", exclude_item_ids, limits)
+    return SearchQuery(text=text, k=k, feature=feature, exclude_item_ids=excluded)

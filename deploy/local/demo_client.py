@@ -1,4 +1,5 @@
-"""Drives planned Recommend calls against a gateway with an aio client and records each outcome."""
+"""Drives planned Recommend and Search calls against a gateway with an aio client and records
+each outcome."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import grpc
 
 from deploy.local.traffic import PlannedCall
-from gateway.api import recommendation_pb2, recommendation_pb2_grpc
+from gateway.api import recommendation_pb2, recommendation_pb2_grpc, search_pb2, search_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -17,51 +18,52 @@ class CallOutcome:
     call: PlannedCall
     status: str
     latency_ms: float
-    cache_hit: bool
-    cost: float
-    avoided: float
-    compute_ns: int
-    pool: str
-    device: str
-    model_version: str
-    items: tuple[tuple[str, str, float], ...]
-    personalized: bool
-    trailing_cost: float | None
+    cache_hit: bool = False
+    cost: float = 0.0
+    avoided: float = 0.0
+    compute_ns: int = 0
+    pool: str = ""
+    device: str = ""
+    model: str = ""
+    model_version: str = ""
+    items: tuple[tuple[str, str, float], ...] = ()
+    personalized: bool = False
 
 
 async def drive(address: str, calls: list[PlannedCall], concurrency: int, deadline_s: float) -> list[CallOutcome]:
     """Sends every call, at most ``concurrency`` at a time; returns outcomes in call order."""
     semaphore = asyncio.Semaphore(concurrency)
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
+        recommend = recommendation_pb2_grpc.RecommendationServiceStub(channel).Recommend
+        search = search_pb2_grpc.SearchServiceStub(channel).Search
 
         async def one(call: PlannedCall) -> CallOutcome:
             async with semaphore:
-                return await _call(stub, call, deadline_s)
+                if call.rpc == "Search":
+                    request = search_pb2.SearchRequest(query=call.query, k=call.k, feature=call.feature)
+                    return await _call(search, request, call, deadline_s)
+                request = recommendation_pb2.RecommendRequest(
+                    user_id=call.user_id, k=call.k, feature=call.feature, exclude_item_ids=call.exclude_item_ids
+                )
+                return await _call(recommend, request, call, deadline_s)
 
         return list(await asyncio.gather(*(one(call) for call in calls)))
 
 
-async def _call(stub: recommendation_pb2_grpc.RecommendationServiceStub, call: PlannedCall, deadline_s: float) -> CallOutcome:
-    request = recommendation_pb2.RecommendRequest(
-        user_id=call.user_id, k=call.k, feature=call.feature, exclude_item_ids=call.exclude_item_ids
-    )
+async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, call: PlannedCall, deadline_s: float) -> CallOutcome:
     started = time.perf_counter()
-    rpc = stub.Recommend(request, timeout=deadline_s, metadata=(("x-tenant-id", call.tenant),))
+    rpc = method(request, timeout=deadline_s, metadata=(("x-tenant-id", call.tenant),))
     try:
         response = await rpc
-        status = "OK"
     except grpc.aio.AioRpcError as error:
-        response, status = None, error.code().name
+        latency_ms = (time.perf_counter() - started) * 1000
+        trailing = dict(await rpc.trailing_metadata() or ())
+        return CallOutcome(call, error.code().name, latency_ms, cost=float(trailing.get("x-tollgate-cost", 0.0)))
     latency_ms = (time.perf_counter() - started) * 1000
-    trailing = dict(await rpc.trailing_metadata() or ())
-    trailing_cost = float(trailing["x-tollgate-cost"]) if "x-tollgate-cost" in trailing else None
-    if response is None:
-        return CallOutcome(call, status, latency_ms, False, trailing_cost or 0.0, 0.0, 0, "", "", "", (), False, trailing_cost)
     info = response.info
     return CallOutcome(
         call=call,
-        status=status,
+        status="OK",
         latency_ms=latency_ms,
         cache_hit=info.cache_hit,
         cost=info.cost.total,
@@ -69,8 +71,8 @@ async def _call(stub: recommendation_pb2_grpc.RecommendationServiceStub, call: P
         compute_ns=info.cost.compute_ns,
         pool=info.placement.pool,
         device=info.placement.device,
+        model=info.model.name,
         model_version=info.model.version,
         items=tuple((item.item_id, item.title, item.score) for item in response.items),
-        personalized=response.personalized,
-        trailing_cost=trailing_cost,
+        personalized=getattr(response, "personalized", False),
     )

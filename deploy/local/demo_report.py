@@ -64,12 +64,15 @@ def build_report(
     ledger_path: Path,
     trace_file: Path,
     eval_figures: dict[str, Any],
+    search_eval_figures: dict[str, Any],
 ) -> dict[str, Any]:
     by_feature: dict[str, list[CallOutcome]] = defaultdict(list)
+    by_rpc: dict[str, list[CallOutcome]] = defaultdict(list)
     by_pool: dict[str, int] = defaultdict(int)
     errors_by_status: dict[str, int] = defaultdict(int)
     for outcome in outcomes:
         by_feature[outcome.call.feature].append(outcome)
+        by_rpc[outcome.call.rpc].append(outcome)
         if outcome.status == "OK":
             by_pool[outcome.pool] += 1
         else:
@@ -77,7 +80,6 @@ def build_report(
     overall = _feature_summary(outcomes)
     feature_summaries = _summaries(by_feature)
     ledger = SqliteLedger(ledger_path)
-    samples = list({o.call.user_id: o for o in outcomes if o.status == "OK" and o.personalized}.values())[:SAMPLE_COUNT]
     return {
         "requests": overall["requests"],
         "errors": overall["errors"],
@@ -92,21 +94,36 @@ def build_report(
         "cost_per_1k_requests_usd": overall["cost_per_1k_requests_usd"],
         "cost_by_feature": {feature: summary["cost_usd"] for feature, summary in feature_summaries.items()},
         "by_feature": feature_summaries,
+        "by_rpc": _summaries(by_rpc),
         "requests_by_pool": dict(by_pool),
         "ledger_total_cost_usd": ledger.total_cost(),
         "ledger_records": ledger.count(),
         "spans_with_cost": count_spans_with_cost(trace_file),
-        "samples": [
-            {
-                "user_id": o.call.user_id,
-                "feature": o.call.feature,
-                "items": [{"item_id": i, "title": t, "score": round(s, 4)} for i, t, s in o.items[:SAMPLE_ITEMS]],
-            }
-            for o in samples
-        ],
+        "samples": _samples(outcomes),
         "eval": eval_figures,
+        "search_eval": search_eval_figures,
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "python": platform.python_version()},
     }
+
+
+def _samples(outcomes: list[CallOutcome]) -> list[dict[str, Any]]:
+    """A few answered calls per RPC, one per distinct user or query, to show what users see."""
+    picked: dict[tuple[str, str], CallOutcome] = {}
+    for o in outcomes:
+        subject = o.call.query or o.call.user_id
+        if o.status == "OK" and (o.personalized or o.call.rpc == "Search") and (o.call.rpc, subject) not in picked:
+            if sum(rpc == o.call.rpc for rpc, _ in picked) < SAMPLE_COUNT:
+                picked[(o.call.rpc, subject)] = o
+    return [
+        {
+            "rpc": o.call.rpc,
+            "user_id": o.call.user_id,
+            "query": o.call.query,
+            "feature": o.call.feature,
+            "items": [{"item_id": i, "title": t, "score": round(s, 4)} for i, t, s in o.items[:SAMPLE_ITEMS]],
+        }
+        for o in picked.values()
+    ]
 
 
 def _summaries(by_feature: dict[str, list[CallOutcome]]) -> dict[str, dict[str, Any]]:
@@ -115,7 +132,12 @@ def _summaries(by_feature: dict[str, list[CallOutcome]]) -> dict[str, dict[str, 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
     for sample in report["samples"]:
-        table = Table(title=f"Recommended for customer {sample['user_id']} ({sample['feature']})", title_justify="left")
+        title = (
+            f"Search {sample['query']!r} ({sample['feature']})"
+            if sample["rpc"] == "Search"
+            else f"Recommended for customer {sample['user_id']} ({sample['feature']})"
+        )
+        table = Table(title=title, title_justify="left")
         table.add_column("item")
         table.add_column("title")
         table.add_column("score", justify="right")
@@ -123,7 +145,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             table.add_row(item["item_id"], item["title"], f"{item['score']:.3f}")
         console.print(table)
 
-    table = Table(title="Recommend traffic by feature (client-side latency; cost in USD)", title_justify="left")
+    table = Table(title="Traffic by feature (client-side latency; cost in USD)", title_justify="left")
     for column in ("feature", "requests", "errors", "cache hit rate", "p50 ms", "p99 ms", "cost", "cost / 1k req", "saved by cache"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     for feature, row in report["by_feature"].items():
@@ -156,17 +178,20 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"ledger total {report['ledger_total_cost_usd']:.6e} USD over {report['ledger_records']} records; "
         f"{report['spans_with_cost']} spans carry a cost"
     )
-    _print_eval(report["eval"], console)
+    _print_quality(
+        "Recommender on the time-based hold-out",
+        {name: report["eval"][name] for name in ("model_fp32", "model_int8", "popularity")},
+        console,
+    )
+    search = report["search_eval"]
+    _print_quality(f"Search on {search['judged_set']['queries']} judged queries", search["quality"], console)
 
 
-def _print_eval(figures: dict[str, Any], console: Console) -> None:
-    quality = {name: figures[name] for name in ("model_fp32", "model_int8", "popularity") if name in figures}
-    if not quality:
-        return
-    table = Table(title="Recommender evaluation on the time-based hold-out", title_justify="left")
-    table.add_column("variant")
+def _print_quality(title: str, rankers: dict[str, dict[str, float]], console: Console) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("ranker")
     table.add_column("recall@10", justify="right")
     table.add_column("NDCG@10", justify="right")
-    for name, row in quality.items():
+    for name, row in rankers.items():
         table.add_row(name, f"{row['recall_at_10']:.4f}", f"{row['ndcg_at_10']:.4f}")
     console.print(table)

@@ -21,7 +21,7 @@ from gateway.settings import Settings
 log = logging.getLogger(__name__)
 
 # Models of model_repo/ that the gateway calls (Triton loads only these).
-SERVED_MODELS = ("recommender",)
+SERVED_MODELS = ("recommender", "query_encoder", "product_index", "product_search")
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,15 @@ import redis
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from deploy.local.redis import ensure_redis
+from deploy.local.stack import SERVED_MODELS
 from deploy.local.triton import TritonServer
 from gateway.settings import get_settings
 from pipeline.artifacts import ExportedRecommender, load_exported
 from pipeline.build import build
+from pipeline.search import build_search
 
 # Models the e2e Triton loads (explicit model control: other models of the repository may be unbuilt).
-TRITON_MODELS = ("recommender",)
+TRITON_MODELS = SERVED_MODELS
 # A "buyer" has bought at least this many distinct items: enough history to personalise and exclude.
 MIN_BUYER_ITEMS = 20
 
@@ -29,7 +31,8 @@ MIN_BUYER_ITEMS = 20
 
 @pytest.fixture(scope="session")
 def model_repository() -> Path:
-    """The project's model repository; the pipeline builds it first when missing or stale."""
+    """The project's model repository; the pipelines build it first when missing or stale."""
+    build_search()
     return build().paths.repository
 
 

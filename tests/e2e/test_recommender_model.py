@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,4 +179,8 @@ def test_stopping_the_server_ends_its_model_stubs_too(model_repository, how: str
     assert len(group_members(pgid)) >= 2  # the server and at least one Python-backend stub
     getattr(server, how)()
     assert not server.is_running()
+    # SIGKILL is delivered to the whole group at once, but the stubs take a moment to die.
+    deadline = time.monotonic() + 5.0
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert group_members(pgid) == []

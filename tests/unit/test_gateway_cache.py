@@ -3,15 +3,24 @@ import asyncio
 import pytest
 
 from deploy.local.ports import free_port
-from gateway.result_cache import CachedAnswer, ResultCache, recommend_cache_key
-from gateway.triton_recommender import RankedItem
-from gateway.validation import RecommendQuery
+from gateway.answers import ModelAnswer, RankedItem
+from gateway.recommend_route import RecommendRoute
+from gateway.result_cache import CachedAnswer, ResultCache
+from gateway.search_route import SearchRoute
+from gateway.triton_model import ModelState
+from gateway.validation import RecommendQuery, SearchQuery
 
+STATE = ModelState(True, "ready", "1", "abc")
 QUERY = RecommendQuery(user_id="17850", k=10, feature="home_feed", exclude_item_ids=("a", "b"))
 
 
-def key(query=QUERY, version="1", build="abc"):
-    return recommend_cache_key("t:", "recommender", version, build, query)
+class NamedModel:
+    def __init__(self, name):
+        self.name = name
+
+
+def key(query=QUERY, state=STATE):
+    return RecommendRoute(NamedModel("recommender"), "t:").cache_key(query, state)
 
 
 def test_key_changes_with_every_input_that_changes_the_answer():
@@ -19,8 +28,8 @@ def test_key_changes_with_every_input_that_changes_the_answer():
     assert key(RecommendQuery("17851", 10, "home_feed", ("a", "b"))) != base
     assert key(RecommendQuery("17850", 11, "home_feed", ("a", "b"))) != base
     assert key(RecommendQuery("17850", 10, "home_feed", ("a",))) != base
-    assert key(version="2") != base
-    assert key(build="abd") != base
+    assert key(state=ModelState(True, "ready", "2", "abc")) != base
+    assert key(state=ModelState(True, "ready", "1", "abd")) != base
     assert base.startswith("t:recommend:")
 
 
@@ -28,21 +37,31 @@ def test_feature_does_not_split_the_cache():
     assert key(RecommendQuery("17850", 10, "cart_upsell", ("a", "b"))) == key()
 
 
+def test_search_keys_differ_from_recommend_keys_and_follow_the_query():
+    route = SearchRoute(NamedModel("product_search"), "t:")
+    base = route.cache_key(SearchQuery("red bag", 10, "search_box", ()), STATE)
+    assert base.startswith("t:search:")
+    assert route.cache_key(SearchQuery("red bag", 10, "search_autocomplete", ()), STATE) == base
+    assert route.cache_key(SearchQuery("red bags", 10, "search_box", ()), STATE) != base
+    assert route.cache_key(SearchQuery("red bag", 10, "search_box", ("x",)), STATE) != base
+
+
 def test_cached_answer_round_trips_through_json():
     answer = CachedAnswer(
-        items=(RankedItem("85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 0.5),),
-        personalized=True,
-        model_version="1",
+        ModelAnswer(
+            items=(RankedItem("85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 0.5),),
+            compute_ns=12345,
+            model_version="1",
+            personalized=True,
+        ),
         pool="cpu-local",
-        device="cpu",
-        compute_ns=12345,
     )
     assert CachedAnswer.from_json(answer.to_json()) == answer
 
 
 async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
     cache = ResultCache.from_url(f"redis://127.0.0.1:{free_port()}/0", ttl_s=10, timeout_s=0.2)
-    answer = CachedAnswer((), False, "1", "cpu-local", "cpu", 1)
+    answer = CachedAnswer(ModelAnswer((), 1, "1"), "cpu-local")
     with caplog.at_level("WARNING"):
         assert await cache.get("k") is None
         assert await cache.put("k", answer) is False

@@ -1,0 +1,122 @@
+"""The path of every call, top to bottom: validate -> cache -> Triton -> cache fill -> settle.
+
+The RPC-specific parts (validation, the model's inputs and outputs, the cache key) come from a
+*route*; everything else is the same for Recommend and Search. Every request is settled
+exactly once — answered, rejected or failed — so no cost record is lost. No grpc here: the
+servicers translate in and out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from opentelemetry import trace
+
+from gateway import telemetry_attributes as attr
+from gateway.answers import ModelAnswer
+from gateway.errors import BackendUnavailable, RequestError
+from gateway.result_cache import CachedAnswer, ResultCache
+from gateway.settlement import AnswerInfo, SettledRequestError, Settlement, UsageTally
+from gateway.triton_model import ModelState, TritonModel
+from gateway.validation import FEATURE_LABEL
+
+# Ledger label for requests whose own feature label was unusable.
+INVALID_FEATURE = "invalid"
+
+Query = TypeVar("Query")
+tracer = trace.get_tracer(__name__)
+
+
+class Route(Protocol[Query]):
+    """What one RPC adds to the common path."""
+
+    rpc: str
+    model: TritonModel
+
+    def cache_key(self, query: Query, state: ModelState) -> str: ...
+
+    async def answer(self, query: Query, timeout_s: float) -> ModelAnswer: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    time_remaining_s: float | None  # None when the caller set no deadline
+
+
+@dataclass(frozen=True)
+class Answered:
+    answer: ModelAnswer
+    info: AnswerInfo
+
+
+class RequestFlow:
+    def __init__(self, *, cache: ResultCache | None, settlement: Settlement, default_deadline_s: float) -> None:
+        self._cache = cache
+        self._settlement = settlement
+        self._default_deadline_s = default_deadline_s
+
+    async def run(self, route: Route[Query], feature: str, caller: Caller, validate: Callable[[], Query]) -> Answered:
+        """Runs one call; raises SettledRequestError (with the call's cost) when it fails."""
+        request_id = uuid.uuid4().hex
+        tally = UsageTally(
+            rpc=route.rpc,
+            feature=feature if FEATURE_LABEL.match(feature) else INVALID_FEATURE,
+            model_name=route.model.name,
+        )
+        try:
+            with tally.meter:
+                query = validate()
+            answer = await self._answer(route, query, caller, tally)
+        except RequestError as error:
+            info = self._settlement.settle(request_id, caller.tenant, tally, error.status)
+            raise SettledRequestError(error, info) from None
+        except BaseException:
+            # A bug or a cancellation: still account for what was spent, then let it propagate.
+            self._settlement.settle(request_id, caller.tenant, tally, "INTERNAL")
+            raise
+        return Answered(answer, self._settlement.settle(request_id, caller.tenant, tally, "OK"))
+
+    async def _answer(self, route: Route[Query], query: Query, caller: Caller, tally: UsageTally) -> ModelAnswer:
+        state = route.model.state
+        if not state.build_id:
+            raise BackendUnavailable(f"{route.rpc} unavailable: {state.reason}")
+        tally.model_version, tally.build_id = state.version, state.build_id
+        with tally.meter:
+            key = route.cache_key(query, state)
+        cached = await self._cache_lookup(key, tally)
+        if cached is not None:
+            tally.cache_hit = True
+            tally.pool, tally.model_version = cached.pool, cached.answer.model_version
+            tally.avoided_compute_ns, tally.avoided_pool = cached.answer.compute_ns, cached.pool
+            return cached.answer
+
+        timeout_s = caller.time_remaining_s if caller.time_remaining_s is not None else self._default_deadline_s
+        tally.pool = route.model.pool_name
+        with tracer.start_as_current_span(
+            "triton.infer", attributes={attr.MODEL_NAME: route.model.name, attr.POOL: route.model.pool_name}
+        ) as span:
+            answer = await route.answer(query, timeout_s)
+            tally.compute_ns, tally.model_version = answer.compute_ns, answer.model_version
+            span.set_attribute(attr.COMPUTE_NS, answer.compute_ns)
+        await self._cache_store(key, CachedAnswer(answer, route.model.pool_name), tally)
+        return answer
+
+    async def _cache_lookup(self, key: str, tally: UsageTally) -> CachedAnswer | None:
+        if self._cache is None:
+            return None
+        with tracer.start_as_current_span("cache.lookup") as span:
+            cached = await self._cache.get(key)
+            tally.cache_ops += 1
+            span.set_attribute(attr.CACHE_HIT, cached is not None)
+        return cached
+
+    async def _cache_store(self, key: str, entry: CachedAnswer, tally: UsageTally) -> None:
+        if self._cache is None:
+            return
+        with tracer.start_as_current_span("cache.store"):
+            await self._cache.put(key, entry)
+            tally.cache_ops += 1

@@ -1,0 +1,121 @@
+"""What every servicer does the same way: read the caller, register leniently, return the cost.
+
+The cost goes back in the response's ``info`` and as trailing metadata — on failures too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+
+from gateway.api import common_pb2
+from gateway.lenient_decoding import UndecodableRequest, lenient_deserializer
+from gateway.request_flow import Answered, Caller, RequestFlow, Route
+from gateway.settlement import AnswerInfo, SettledRequestError
+
+# Trailing metadata keys that carry the cost back to the caller.
+COST_METADATA_KEY = "x-tollgate-cost"
+CURRENCY_METADATA_KEY = "x-tollgate-currency"
+COMPUTE_NS_METADATA_KEY = "x-tollgate-compute-ns"
+REQUEST_ID_METADATA_KEY = "x-tollgate-request-id"
+CACHE_METADATA_KEY = "x-tollgate-cache"
+
+
+class CallerReader:
+    """Tenant (from a metadata key) and remaining deadline of an incoming call."""
+
+    def __init__(self, tenant_metadata_key: str, default_tenant: str) -> None:
+        self._tenant_key = tenant_metadata_key
+        self._default_tenant = default_tenant
+
+    def read(self, context: grpc.aio.ServicerContext) -> Caller:
+        tenant = next(
+            (value for name, value in context.invocation_metadata() or () if name == self._tenant_key),
+            self._default_tenant,
+        )
+        return Caller(tenant=tenant if isinstance(tenant, str) else tenant.decode(), time_remaining_s=context.time_remaining())
+
+
+def register(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
+    """Adds a unary servicer with :func:`lenient_deserializer` for every method's request, so a
+    request with a malformed field reaches the servicer as an UndecodableRequest."""
+    handlers = {}
+    for method in service.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=lenient_deserializer(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
+def response_info(info: AnswerInfo) -> common_pb2.ResponseInfo:
+    cost = info.cost
+    return common_pb2.ResponseInfo(
+        request_id=info.request_id,
+        model=common_pb2.ModelRef(name=info.model_name, version=info.model_version, build_id=info.build_id),
+        placement=common_pb2.Placement(pool=info.pool, device=info.device),
+        cache_hit=info.cache_hit,
+        cost=common_pb2.Cost(
+            currency=cost.currency,
+            total=cost.total,
+            compute=cost.compute,
+            gateway=cost.gateway,
+            cache=cost.cache,
+            avoided=cost.avoided,
+            compute_ns=cost.compute_ns,
+            price_book_version=cost.price_book_version,
+        ),
+    )
+
+
+def items(answer_items: tuple) -> list[common_pb2.Item]:
+    return [common_pb2.Item(item_id=i.item_id, title=i.title, score=i.score) for i in answer_items]
+
+
+def cost_metadata(info: AnswerInfo) -> tuple[tuple[str, str], ...]:
+    return (
+        (COST_METADATA_KEY, repr(info.cost.total)),
+        (CURRENCY_METADATA_KEY, info.cost.currency),
+        (COMPUTE_NS_METADATA_KEY, str(info.cost.compute_ns)),
+        (REQUEST_ID_METADATA_KEY, info.request_id),
+        (CACHE_METADATA_KEY, "hit" if info.cache_hit else "miss"),
+    )
+
+
+async def abort_with_cost(context: grpc.aio.ServicerContext, error: SettledRequestError) -> NoReturn:
+    context.set_trailing_metadata(cost_metadata(error.info))
+    await context.abort(grpc.StatusCode[error.status], error.message)
+    raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
+
+
+
+
+async def run_call(
+    flow: RequestFlow,
+    route: Route[Any],
+    request: Any,
+    context: grpc.aio.ServicerContext,
+    callers: CallerReader,
+    validator: Callable[[Any], Callable[[], Any]],
+) -> Answered:
+    """Runs a request through the flow; a failure aborts the call with its status and cost.
+
+    ``validator(request)`` returns the validation to run inside the flow (so its CPU time is
+    metered and its failure settled like any other)."""
+    if isinstance(request, UndecodableRequest):
+        feature, validate = "", request.reject
+    else:
+        feature, validate = request.feature, validator(request)
+    try:
+        done = await flow.run(route, feature, callers.read(context), validate)
+    except SettledRequestError as error:
+        await abort_with_cost(context, error)
+    context.set_trailing_metadata(cost_metadata(done.info))
+    return done

@@ -1,0 +1,144 @@
+"""Settling a request: price what it used, tag its span, record it in the ledger — once.
+
+Pricing itself is ``costing.cost.price_request`` (the one place a cost is computed); this
+module gathers the usage along the request's path and hands the result to the caller, the
+trace and the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from opentelemetry import trace
+
+from costing.cost import RequestCost, Usage, price_request
+from costing.ledger import CostRecord, LedgerWriter
+from costing.price_book import PriceBook
+from gateway import telemetry_attributes as attr
+from gateway.cpu_meter import CpuMeter
+from gateway.errors import RequestError
+
+
+@dataclass
+class UsageTally:
+    """What one request used so far; filled in along the path, priced once at the end."""
+
+    rpc: str
+    feature: str
+    model_name: str
+    model_version: str = ""
+    build_id: str = ""
+    pool: str = ""
+    cache_hit: bool = False
+    cache_ops: int = 0
+    compute_ns: int = 0
+    avoided_compute_ns: int = 0
+    avoided_pool: str = ""
+    meter: CpuMeter = field(default_factory=CpuMeter)
+
+
+@dataclass(frozen=True)
+class AnswerInfo:
+    """How an answer (or a failure) was produced and what it cost."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    build_id: str
+    pool: str
+    device: str
+    cache_hit: bool
+    cost: RequestCost
+
+
+class SettledRequestError(RequestError):
+    """A RequestError after settlement: carries the failed request's cost for the caller."""
+
+    def __init__(self, error: RequestError, info: AnswerInfo) -> None:
+        super().__init__(error.message)
+        self.status = error.status
+        self.info = info
+
+
+class Settlement:
+    def __init__(self, price_book: PriceBook, ledger: LedgerWriter) -> None:
+        self._book = price_book
+        self._ledger = ledger
+
+    def device_of(self, pool: str) -> str:
+        return self._book.pool(pool).device if pool else ""
+
+    def settle(self, request_id: str, tenant: str, tally: UsageTally, status: str) -> AnswerInfo:
+        with tally.meter:
+            usage = Usage(
+                pool=tally.pool if tally.compute_ns else "",
+                model_compute_ns=tally.compute_ns,
+                gateway_cpu_ns=tally.meter.ns,
+                cache_ops=tally.cache_ops,
+                avoided_compute_ns=tally.avoided_compute_ns,
+                avoided_pool=tally.avoided_pool,
+            )
+            cost = price_request(usage, self._book)
+            info = AnswerInfo(
+                request_id=request_id,
+                model_name=tally.model_name,
+                model_version=tally.model_version,
+                build_id=tally.build_id,
+                pool=tally.pool,
+                device=self.device_of(tally.pool),
+                cache_hit=tally.cache_hit,
+                cost=cost,
+            )
+            trace.get_current_span().set_attributes(span_attributes(info, tally.feature, tenant))
+            self._ledger.record(_cost_record(info, tally, usage, tenant, status))
+        return info
+
+
+def _cost_record(info: AnswerInfo, tally: UsageTally, usage: Usage, tenant: str, status: str) -> CostRecord:
+    cost = info.cost
+    return CostRecord(
+        request_id=info.request_id,
+        timestamp=datetime.now(UTC),
+        rpc=tally.rpc,
+        feature=tally.feature,
+        tenant=tenant,
+        model=info.model_name,
+        model_version=info.model_version,
+        pool=info.pool,
+        device=info.device,
+        cache_hit=info.cache_hit,
+        status=status,
+        compute_ns=cost.compute_ns,
+        gateway_cpu_ns=usage.gateway_cpu_ns,
+        cache_ops=usage.cache_ops,
+        cost_total=cost.total,
+        cost_compute=cost.compute,
+        cost_gateway=cost.gateway,
+        cost_cache=cost.cache,
+        cost_avoided=cost.avoided,
+        currency=cost.currency,
+        price_book_version=cost.price_book_version,
+    )
+
+
+def span_attributes(info: AnswerInfo, feature: str, tenant: str) -> dict[str, str | int | float | bool]:
+    return {
+        attr.REQUEST_ID: info.request_id,
+        attr.FEATURE: feature,
+        attr.TENANT: tenant,
+        attr.MODEL_NAME: info.model_name,
+        attr.MODEL_VERSION: info.model_version,
+        attr.MODEL_BUILD_ID: info.build_id,
+        attr.POOL: info.pool,
+        attr.DEVICE: info.device,
+        attr.CACHE_HIT: info.cache_hit,
+        attr.COST_TOTAL: info.cost.total,
+        attr.COST_COMPUTE: info.cost.compute,
+        attr.COST_GATEWAY: info.cost.gateway,
+        attr.COST_CACHE: info.cost.cache,
+        attr.COST_AVOIDED: info.cost.avoided,
+        attr.COST_CURRENCY: info.cost.currency,
+        attr.COMPUTE_NS: info.cost.compute_ns,
+        attr.PRICE_BOOK_VERSION: info.cost.price_book_version,
+    }

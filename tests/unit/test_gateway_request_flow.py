@@ -1,0 +1,160 @@
+"""RequestFlow with an in-memory cache and a scripted model route (pure logic): every request is
+settled once, priced by the price book and recorded in the ledger, whatever its outcome."""
+
+import pytest
+
+from costing.ledger import LedgerWriter, SqliteLedger
+from costing.price_book import load_price_book
+from gateway.answers import ModelAnswer, RankedItem
+from gateway.errors import BackendUnavailable, DeadlineExceeded
+from gateway.request_flow import INVALID_FEATURE, Caller, RequestFlow
+from gateway.result_cache import cache_key
+from gateway.settings import Settings
+from gateway.settlement import SettledRequestError, Settlement
+from gateway.triton_model import ModelState
+from gateway.validation import Limits, validate_recommend
+
+COMPUTE_NS = 2_000_000
+LIMITS = Limits(200, 10, 64)
+
+
+class MemoryCache:
+    def __init__(self):
+        self.entries = {}
+
+    async def get(self, key):
+        return self.entries.get(key)
+
+    async def put(self, key, answer):
+        self.entries[key] = answer
+        return True
+
+
+class ScriptedModel:
+    name = "recommender"
+    pool_name = "cpu-local"
+
+    def __init__(self, ready=True):
+        reason = "ready" if ready else "Triton at 127.0.0.1:1 is unreachable"
+        self.state = ModelState(ready, reason, "1", "b1" if ready else "")
+
+
+class ScriptedRoute:
+    rpc = "Recommend"
+
+    def __init__(self, error=None, ready=True):
+        self.model = ScriptedModel(ready)
+        self.error = error
+        self.calls = []
+        self.timeouts = []
+
+    def cache_key(self, query, state):
+        return cache_key("test:", self.rpc, self.model.name, state.version, state.build_id, [query.user_id, query.k])
+
+    async def answer(self, query, timeout_s):
+        self.calls.append(query)
+        self.timeouts.append(timeout_s)
+        if self.error:
+            raise self.error
+        items = tuple(RankedItem(f"item{i}", f"TITLE {i}", 1.0 - i / 10) for i in range(query.k))
+        return ModelAnswer(items=items, compute_ns=COMPUTE_NS, model_version="1", personalized=True)
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return SqliteLedger(tmp_path / "ledger.sqlite")
+
+
+@pytest.fixture
+def book():
+    return load_price_book(Settings().price_book_path)
+
+
+def make_flow(ledger, book, cache="memory"):
+    writer = LedgerWriter(ledger, flush_interval_s=60)
+    flow = RequestFlow(
+        cache=MemoryCache() if cache == "memory" else None,
+        settlement=Settlement(book, writer),
+        default_deadline_s=1.5,
+    )
+    return flow, writer
+
+
+async def recommend(flow, route, user_id="17850", k=3, feature="home_feed", tenant="acme", time_remaining_s=None):
+    return await flow.run(
+        route, feature, Caller(tenant, time_remaining_s), lambda: validate_recommend(user_id, k, feature, [], LIMITS)
+    )
+
+
+async def test_a_miss_is_priced_on_the_model_compute_and_a_hit_on_what_it_used(ledger, book):
+    route = ScriptedRoute()
+    flow, writer = make_flow(ledger, book)
+    miss = await recommend(flow, route)
+    hit = await recommend(flow, route, feature="cart_upsell")
+    await writer.close()
+
+    assert len(route.calls) == 1, "the repeat is served from the cache"
+    assert not miss.info.cache_hit and hit.info.cache_hit
+    assert miss.info.cost.compute_ns == COMPUTE_NS and hit.info.cost.compute_ns == 0
+    expected_compute = COMPUTE_NS / 3.6e12 * book.pool("cpu-local").usd_per_unit_hour
+    assert miss.info.cost.compute == pytest.approx(expected_compute)
+    assert hit.info.cost.avoided == pytest.approx(expected_compute)
+    assert 0 < hit.info.cost.total < miss.info.cost.total
+    assert hit.answer.items == miss.answer.items
+    assert (hit.info.pool, hit.info.device, hit.info.model_version) == ("cpu-local", "cpu", "1")
+
+    records = {r.request_id: r for r in ledger.records()}
+    assert records.keys() == {miss.info.request_id, hit.info.request_id}
+    assert records[hit.info.request_id].feature == "cart_upsell"
+    assert records[hit.info.request_id].tenant == "acme"
+    assert records[hit.info.request_id].rpc == "Recommend"
+    assert sum(r.cost_total for r in records.values()) == pytest.approx(miss.info.cost.total + hit.info.cost.total)
+
+
+async def test_the_callers_deadline_bounds_the_model_call(ledger, book):
+    route = ScriptedRoute()
+    flow, _ = make_flow(ledger, book)
+    await recommend(flow, route, time_remaining_s=0.25)
+    await recommend(flow, route, user_id="other")
+    assert route.timeouts == [0.25, 1.5]
+
+
+async def test_without_a_cache_every_call_reaches_the_model_and_makes_no_cache_op(ledger, book):
+    route = ScriptedRoute()
+    flow, _ = make_flow(ledger, book, cache=None)
+    first = await recommend(flow, route)
+    second = await recommend(flow, route)
+    assert len(route.calls) == 2
+    assert not first.info.cache_hit and not second.info.cache_hit
+    assert first.info.cost.cache == 0 and second.info.cost.compute > 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "route", "status", "feature"),
+    [
+        ({"k": 0}, ScriptedRoute(), "INVALID_ARGUMENT", "home_feed"),
+        ({"feature": "Not A Label"}, ScriptedRoute(), "INVALID_ARGUMENT", INVALID_FEATURE),
+        ({}, ScriptedRoute(ready=False), "UNAVAILABLE", "home_feed"),
+        ({}, ScriptedRoute(error=BackendUnavailable("Triton down")), "UNAVAILABLE", "home_feed"),
+        ({}, ScriptedRoute(error=DeadlineExceeded("too slow")), "DEADLINE_EXCEEDED", "home_feed"),
+    ],
+)
+async def test_failed_requests_are_settled_and_recorded(ledger, book, overrides, route, status, feature):
+    flow, writer = make_flow(ledger, book)
+    with pytest.raises(SettledRequestError) as raised:
+        await recommend(flow, route, **overrides)
+    await writer.close()
+
+    error = raised.value
+    assert error.status == status
+    assert error.info.cost.total > 0, "even a rejected request used gateway CPU; never a silent zero"
+    [record] = ledger.records()
+    assert (record.request_id, record.status, record.feature) == (error.info.request_id, status, feature)
+    assert record.cost_total == pytest.approx(error.info.cost.total)
+
+
+async def test_an_unready_pool_is_named_in_the_error(ledger, book):
+    flow, _ = make_flow(ledger, book)
+    with pytest.raises(SettledRequestError) as raised:
+        await recommend(flow, ScriptedRoute(ready=False))
+    assert "127.0.0.1:1" in raised.value.message
