@@ -33,6 +33,12 @@ class BackendUnavailable(RequestError):
     status = "UNAVAILABLE"
 
 
+class PoolsSaturated(RequestError):
+    """Every pool that could serve the call is at its concurrency limit: shed, don't queue."""
+
+    status = "RESOURCE_EXHAUSTED"
+
+
 class BackendFailed(RequestError):
     """The model server took the call and failed it: a fault on our side, not the caller's."""
 

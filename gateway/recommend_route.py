@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from gateway.answers import ModelAnswer
 from gateway.result_cache import cache_key
-from gateway.triton_model import ModelState, TritonModel, bytes_input, first_int64, int32_input, ranked_items
+from gateway.router import Placement, RoutedModel
+from gateway.triton_model import ModelState, bytes_input, first_int64, int32_input, ranked_items
 from gateway.validation import RecommendQuery
 
 
 class RecommendRoute:
     rpc = "Recommend"
 
-    def __init__(self, model: TritonModel, cache_prefix: str) -> None:
+    def __init__(self, model: RoutedModel, cache_prefix: str) -> None:
         self.model = model
         self._cache_prefix = cache_prefix
 
@@ -25,14 +26,16 @@ class RecommendRoute:
             [query.user_id, query.k, query.exclude_item_ids],
         )
 
-    async def answer(self, query: RecommendQuery, timeout_s: float) -> ModelAnswer:
+    async def answer(self, query: RecommendQuery, timeout_s: float) -> tuple[ModelAnswer, Placement]:
         inputs = [bytes_input("USER_ID", [query.user_id]), int32_input("K", query.k)]
         if query.exclude_item_ids:
             inputs.append(bytes_input("EXCLUDE_ITEM_IDS", list(query.exclude_item_ids)))
-        result = await self.model.infer(inputs, timeout_s)
-        return ModelAnswer(
+        result, placement = await self.model.infer(inputs, timeout_s)
+        answer = ModelAnswer(
             items=ranked_items(result),
             compute_ns=first_int64(result, "COMPUTE_NS"),
             model_version=result.get_response().model_version or self.model.state.version,
             personalized=bool(result.as_numpy("PERSONALIZED")[0][0]),
         )
+        self.model.record_compute(placement, answer.compute_ns)
+        return answer, placement

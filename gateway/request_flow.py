@@ -20,7 +20,8 @@ from gateway.answers import ModelAnswer
 from gateway.errors import BackendUnavailable, RequestError
 from gateway.result_cache import CachedAnswer, ResultCache
 from gateway.settlement import AnswerInfo, SettledRequestError, Settlement, UsageTally
-from gateway.triton_model import ModelState, TritonModel
+from gateway.router import Placement, RoutedModel
+from gateway.triton_model import ModelState
 from gateway.validation import FEATURE_LABEL
 
 # Ledger label for requests whose own feature label was unusable.
@@ -34,11 +35,11 @@ class Route(Protocol[Query]):
     """What one RPC adds to the common path."""
 
     rpc: str
-    model: TritonModel
+    model: RoutedModel
 
     def cache_key(self, query: Query, state: ModelState) -> str: ...
 
-    async def answer(self, query: Query, timeout_s: float) -> ModelAnswer: ...
+    async def answer(self, query: Query, timeout_s: float) -> tuple[ModelAnswer, Placement]: ...
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,19 @@ class RequestFlow:
             return cached.answer
 
         timeout_s = caller.time_remaining_s if caller.time_remaining_s is not None else self._default_deadline_s
-        tally.pool = route.model.pool_name
-        with tracer.start_as_current_span(
-            "triton.infer", attributes={attr.MODEL_NAME: route.model.name, attr.POOL: route.model.pool_name}
-        ) as span:
-            answer = await route.answer(query, timeout_s)
+        with tracer.start_as_current_span("triton.infer", attributes={attr.MODEL_NAME: route.model.name}) as span:
+            answer, placement = await route.answer(query, timeout_s)
             tally.compute_ns, tally.model_version = answer.compute_ns, answer.model_version
-            span.set_attribute(attr.COMPUTE_NS, answer.compute_ns)
-        await self._cache_store(key, CachedAnswer(answer, route.model.pool_name), tally)
+            tally.pool, tally.route_reason, tally.attempts = placement.pool, placement.reason, placement.attempts
+            span.set_attributes(
+                {
+                    attr.COMPUTE_NS: answer.compute_ns,
+                    attr.POOL: placement.pool,
+                    attr.ROUTE_REASON: placement.reason,
+                    attr.ROUTE_ATTEMPTS: placement.attempts,
+                }
+            )
+        await self._cache_store(key, CachedAnswer(answer, placement.pool), tally)
         return answer
 
     async def _cache_lookup(self, key: str, tally: UsageTally) -> CachedAnswer | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from gateway.answers import ModelAnswer
 from gateway.result_cache import cache_key
-from gateway.triton_model import ModelState, TritonModel, bytes_input, first_int64, int32_input, ranked_items
+from gateway.router import Placement, RoutedModel
+from gateway.triton_model import ModelState, bytes_input, first_int64, int32_input, ranked_items
 from gateway.validation import SearchQuery
 
 # Ensemble outputs carrying each step's own COMPUTE_NS.
@@ -20,7 +21,7 @@ COMPUTE_OUTPUTS = ("ENCODER_COMPUTE_NS", "INDEX_COMPUTE_NS")
 class SearchRoute:
     rpc = "Search"
 
-    def __init__(self, model: TritonModel, cache_prefix: str) -> None:
+    def __init__(self, model: RoutedModel, cache_prefix: str) -> None:
         self.model = model
         self._cache_prefix = cache_prefix
 
@@ -30,13 +31,15 @@ class SearchRoute:
             [query.text, query.k, query.exclude_item_ids],
         )
 
-    async def answer(self, query: SearchQuery, timeout_s: float) -> ModelAnswer:
+    async def answer(self, query: SearchQuery, timeout_s: float) -> tuple[ModelAnswer, Placement]:
         excluded = set(query.exclude_item_ids)
         inputs = [bytes_input("QUERY", [query.text]), int32_input("K", query.k + len(excluded))]
-        result = await self.model.infer(inputs, timeout_s)
+        result, placement = await self.model.infer(inputs, timeout_s)
         items = tuple(item for item in ranked_items(result) if item.item_id not in excluded)[: query.k]
-        return ModelAnswer(
+        answer = ModelAnswer(
             items=items,
             compute_ns=sum(first_int64(result, name) for name in COMPUTE_OUTPUTS),
             model_version=result.get_response().model_version or self.model.state.version,
         )
+        self.model.record_compute(placement, answer.compute_ns)
+        return answer, placement

@@ -12,7 +12,6 @@ import logging
 import signal
 
 import grpc
-import tritonclient.grpc.aio as triton_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -30,7 +29,7 @@ from gateway.servicer_support import CallerReader, register
 from gateway.settings import Settings
 from gateway.settlement import Settlement
 from gateway.tracing import setup_tracing
-from gateway.triton_model import TritonModel
+from gateway.router_factory import build_router
 from gateway.validation import Limits
 
 log = logging.getLogger(__name__)
@@ -46,13 +45,9 @@ class Gateway:
         self.settings = settings
         self._tracer_provider = setup_tracing(settings) if settings.tracing_enabled else None
         book = load_price_book(settings.price_book_path)
-        device = book.pool(settings.pool_name).device
-        self._triton = triton_aio.InferenceServerClient(url=settings.triton_url)
-
-        def model(name: str) -> TritonModel:
-            return TritonModel(self._triton, settings.triton_url, name, settings.pool_name, device)
-
-        recommender, search = model(settings.recommender_model), model(settings.search_model)
+        self._router = build_router(settings, book, [settings.recommender_model, settings.search_model])
+        recommender = self._router.model(settings.recommender_model)
+        search = self._router.model(settings.search_model)
         # Which model each service needs; the health service reports them one by one.
         self._models = {
             recommendation_servicer.SERVICE.full_name: recommender,
@@ -102,14 +97,15 @@ class Gateway:
         log.info("gateway listening on %s:%d (Triton %s)", self.settings.host, self.port, self.settings.triton_url)
 
     async def _watch_readiness(self) -> None:
-        """Re-checks every model on Triton and mirrors it in the standard health service: each
-        service is SERVING when its model is ready, the server ("") when all are."""
+        """Re-checks every endpoint of every pool and mirrors it in the standard health service:
+        a service is SERVING when some pool can serve its model, the server ("") when all are."""
         poll_s = self.settings.readiness_poll_s
         while True:
-            states = await asyncio.gather(*(model.check_readiness(timeout_s=poll_s) for model in self._models.values()))
-            for service, state in zip(self._models, states):
-                await self._health.set(service, _status(state.ready))
-            await self._health.set("", _status(all(state.ready for state in states)))
+            await self._router.check_readiness(timeout_s=poll_s)
+            ready = {service: model.state.ready for service, model in self._models.items()}
+            for service, serving in ready.items():
+                await self._health.set(service, _status(serving))
+            await self._health.set("", _status(all(ready.values())))
             await asyncio.sleep(poll_s)
 
     async def _set_health(self, serving: bool) -> None:
@@ -127,7 +123,7 @@ class Gateway:
         self._ledger_store.close()
         if self._cache is not None:
             await self._cache.close()
-        await self._triton.close()
+        await self._router.close()
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
         log.info("gateway stopped; ledger flushed")

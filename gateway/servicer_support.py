@@ -60,7 +60,13 @@ def response_info(info: AnswerInfo) -> common_pb2.ResponseInfo:
     return common_pb2.ResponseInfo(
         request_id=info.request_id,
         model=common_pb2.ModelRef(name=info.model_name, version=info.model_version, build_id=info.build_id),
-        placement=common_pb2.Placement(pool=info.pool, device=info.device),
+        placement=common_pb2.Placement(
+            pool=info.pool,
+            device=info.device,
+            location=info.location,
+            reason=info.route_reason,
+            attempts=info.attempts,
+        ),
         cache_hit=info.cache_hit,
         cost=common_pb2.Cost(
             currency=cost.currency,

@@ -10,10 +10,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class PoolConfig(BaseModel):
+    """A pool: Triton endpoints serving the same model repository on one kind of device.
+    Its device kind, location (private/public) and price come from the price-book entry of
+    the same name."""
+
+    name: str = Field(description="Price-book pool name, e.g. 'gpu-local' or 'cpu-local'.")
+    endpoints: list[str] = Field(min_length=1, description="Triton gRPC addresses (host:port).")
+    max_in_flight: int = Field(64, ge=1, description="Calls in flight to this pool before it counts as full.")
 
 
 class Settings(BaseSettings):
@@ -38,9 +48,33 @@ class Settings(BaseSettings):
         256, ge=1, description="Longest search query accepted (the encoder reads its first 64 tokens)."
     )
 
-    # --- Triton (one CPU pool in this slice) ----------------------------------------------
-    triton_url: str = Field("127.0.0.1:8001", description="gRPC address of the Triton pool.")
-    pool_name: str = Field("cpu-local", description="Price-book pool that the Triton endpoint belongs to.")
+    # --- Triton pools and routing ---------------------------------------------------------------
+    pools: list[PoolConfig] = Field(
+        default_factory=list,
+        description="Pools as JSON, e.g. "
+        '[{"name":"gpu-local","endpoints":["10.0.0.5:8001"]},{"name":"cpu-local","endpoints":["127.0.0.1:8001"]}]. '
+        "Empty: one pool named pool_name at triton_url.",
+    )
+    triton_url: str = Field("127.0.0.1:8001", description="Triton address of the single pool when pools is empty.")
+    pool_name: str = Field("cpu-local", description="Price-book pool of triton_url when pools is empty.")
+    routing_policy: Literal["gpu_first", "cheapest_within_slo"] = Field(
+        "gpu_first", description="How a pool is chosen per call (see gateway/routing_policy.py)."
+    )
+    latency_objective_ms: float = Field(
+        50.0, gt=0, description="Latency objective of cheapest_within_slo, on the pools' recent latency."
+    )
+    max_attempts: int = Field(3, ge=1, description="Attempts per call across pools (1 = no retry).")
+    retry_budget_ratio: float = Field(0.2, ge=0, description="Retries at most this share of recent requests...")
+    retry_budget_min_per_window: int = Field(10, ge=0, description="...but always this many per window.")
+    retry_budget_window_s: float = Field(10.0, gt=0, description="Window of the retry budget.")
+    outlier_consecutive_failures: int = Field(
+        3, ge=1, description="Consecutive unavailable/timed-out calls that eject an endpoint."
+    )
+    outlier_base_ejection_s: float = Field(2.0, gt=0, description="First ejection; doubles on each repeat.")
+    outlier_max_ejection_s: float = Field(30.0, gt=0, description="Longest ejection.")
+    triton_max_reconnect_backoff_s: float = Field(
+        1.0, gt=0, description="Longest wait between reconnects to a Triton that went away (gRPC's default is 120 s)."
+    )
     recommender_model: str = Field("recommender", description="Triton model that answers Recommend.")
     search_model: str = Field("product_search", description="Triton model (ensemble) that answers Search.")
     readiness_poll_s: float = Field(
@@ -82,6 +116,10 @@ class Settings(BaseSettings):
         REPO_ROOT.parent / "shared" / "data", description="Real datasets read at build time."
     )
     run_dir: Path = Field(REPO_ROOT / "var", description="Logs, ledger and reports of local runs.")
+
+
+    def effective_pools(self) -> list[PoolConfig]:
+        return self.pools or [PoolConfig(name=self.pool_name, endpoints=[self.triton_url])]
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,8 @@ class UsageTally:
     model_version: str = ""
     build_id: str = ""
     pool: str = ""
+    route_reason: str = ""
+    attempts: int = 0
     cache_hit: bool = False
     cache_ops: int = 0
     compute_ns: int = 0
@@ -48,6 +50,9 @@ class AnswerInfo:
     build_id: str
     pool: str
     device: str
+    location: str
+    route_reason: str
+    attempts: int
     cache_hit: bool
     cost: RequestCost
 
@@ -66,8 +71,12 @@ class Settlement:
         self._book = price_book
         self._ledger = ledger
 
-    def device_of(self, pool: str) -> str:
-        return self._book.pool(pool).device if pool else ""
+    def _labels_of(self, pool: str) -> tuple[str, str]:
+        """Device kind and location of a pool, from its price-book entry."""
+        if not pool:
+            return "", ""
+        entry = self._book.pool(pool)
+        return entry.device, entry.location
 
     def settle(self, request_id: str, tenant: str, tally: UsageTally, status: str) -> AnswerInfo:
         with tally.meter:
@@ -80,13 +89,17 @@ class Settlement:
                 avoided_pool=tally.avoided_pool,
             )
             cost = price_request(usage, self._book)
+            device, location = self._labels_of(tally.pool)
             info = AnswerInfo(
                 request_id=request_id,
                 model_name=tally.model_name,
                 model_version=tally.model_version,
                 build_id=tally.build_id,
                 pool=tally.pool,
-                device=self.device_of(tally.pool),
+                device=device,
+                location=location,
+                route_reason=tally.route_reason,
+                attempts=tally.attempts,
                 cache_hit=tally.cache_hit,
                 cost=cost,
             )
@@ -132,6 +145,9 @@ def span_attributes(info: AnswerInfo, feature: str, tenant: str) -> dict[str, st
         attr.MODEL_BUILD_ID: info.build_id,
         attr.POOL: info.pool,
         attr.DEVICE: info.device,
+        attr.LOCATION: info.location,
+        attr.ROUTE_REASON: info.route_reason,
+        attr.ROUTE_ATTEMPTS: info.attempts,
         attr.CACHE_HIT: info.cache_hit,
         attr.COST_TOTAL: info.cost.total,
         attr.COST_COMPUTE: info.cost.compute,

@@ -28,17 +28,20 @@ class GatewayProcess:
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, ready_timeout_s: float = 60.0, require_serving: bool = True) -> GatewayProcess:
+    def start(
+        self, ready_timeout_s: float = 60.0, require_serving: bool = True, service: str = ""
+    ) -> GatewayProcess:
+        """``service``: the health-checked service to wait for ("" = the whole server)."""
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = self._log_path.open("ab")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve"], env=self._env, stdout=log_file, stderr=subprocess.STDOUT
         )
         wanted = health_pb2.HealthCheckResponse.SERVING if require_serving else None
-        self._wait_for_health(wanted, ready_timeout_s)
+        self._wait_for_health(wanted, service, ready_timeout_s)
         return self
 
-    def _wait_for_health(self, wanted: int | None, timeout_s: float) -> None:
+    def _wait_for_health(self, wanted: int | None, service: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with grpc.insecure_channel(self.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -46,7 +49,7 @@ class GatewayProcess:
                 if self._process is not None and self._process.poll() is not None:
                     raise RuntimeError(f"gateway exited with {self._process.returncode}; see {self._log_path}")
                 try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1).status
                     if wanted is None or status == wanted:
                         return
                 except grpc.RpcError:

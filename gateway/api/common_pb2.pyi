@@ -26,12 +26,18 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., build_id: _Optional[str] = ...) -> None: ...
 
 class Placement(_message.Message):
-    __slots__ = ("pool", "device")
+    __slots__ = ("pool", "device", "location", "reason", "attempts")
     POOL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     pool: str
     device: str
-    def __init__(self, pool: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    location: str
+    reason: str
+    attempts: int
+    def __init__(self, pool: _Optional[str] = ..., device: _Optional[str] = ..., location: _Optional[str] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class Cost(_message.Message):
     __slots__ = ("currency", "total", "compute", "gateway", "cache", "avoided", "compute_ns", "price_book_version")

@@ -123,7 +123,7 @@ class GatewayLauncher:
         self._tmp = tmp_path_factory
         self._started: list[RunningGateway] = []
 
-    def start(self, *, require_serving: bool = True, **overrides: object) -> RunningGateway:
+    def start(self, *, require_serving: bool = True, service: str = "", **overrides: object) -> RunningGateway:
         run_dir = self._tmp.mktemp("gateway")
         values = {
             **self._defaults,
@@ -136,7 +136,7 @@ class GatewayLauncher:
         }
         env = {**settings_env(**values), "OTEL_BSP_SCHEDULE_DELAY": "100"}
         log_path = run_dir / "gateway.log"
-        process = GatewayProcess(free_port(), env, log_path).start(require_serving=require_serving)
+        process = GatewayProcess(free_port(), env, log_path).start(require_serving=require_serving, service=service)
         gateway = RunningGateway(process, Path(values["ledger_path"]), Path(values["trace_file"]), log_path)
         self._started.append(gateway)
         return gateway

@@ -9,6 +9,7 @@ from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
 from gateway.request_flow import INVALID_FEATURE, Caller, RequestFlow
 from gateway.result_cache import cache_key
+from gateway.router import Placement
 from gateway.settings import Settings
 from gateway.settlement import SettledRequestError, Settlement
 from gateway.triton_model import ModelState
@@ -57,7 +58,8 @@ class ScriptedRoute:
         if self.error:
             raise self.error
         items = tuple(RankedItem(f"item{i}", f"TITLE {i}", 1.0 - i / 10) for i in range(query.k))
-        return ModelAnswer(items=items, compute_ns=COMPUTE_NS, model_version="1", personalized=True)
+        answer = ModelAnswer(items=items, compute_ns=COMPUTE_NS, model_version="1", personalized=True)
+        return answer, Placement("cpu-local", "cpu", "private", "primary", 1)
 
 
 @pytest.fixture
@@ -102,6 +104,8 @@ async def test_a_miss_is_priced_on_the_model_compute_and_a_hit_on_what_it_used(l
     assert 0 < hit.info.cost.total < miss.info.cost.total
     assert hit.answer.items == miss.answer.items
     assert (hit.info.pool, hit.info.device, hit.info.model_version) == ("cpu-local", "cpu", "1")
+    assert (miss.info.route_reason, miss.info.attempts, miss.info.location) == ("primary", 1, "private")
+    assert (hit.info.route_reason, hit.info.attempts) == ("", 0), "a hit was not routed"
 
     records = {r.request_id: r for r in ledger.records()}
     assert records.keys() == {miss.info.request_id, hit.info.request_id}

@@ -1,0 +1,148 @@
+"""Routes each model call to a pool: policy, bounded in-flight, retries and passive health.
+
+A call goes to the pool the policy prefers among those that are healthy and below their
+in-flight limit. If that endpoint is unreachable or not ready (a safe failure: the call did
+not run, and inference has no side effects), the call is retried on the next choice, within
+the caller's deadline and the retry budget. Time-outs are not retried (the deadline is spent)
+but count towards ejecting the endpoint. When no pool is healthy the call fails UNAVAILABLE,
+naming what is down; when every healthy pool is full it is shed with RESOURCE_EXHAUSTED
+instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import tritonclient.grpc.aio as triton_aio
+
+from gateway.errors import BackendUnavailable, DeadlineExceeded, PoolsSaturated
+from gateway.pool import Endpoint, Pool
+from gateway.retry_budget import RetryBudget
+from gateway.routing_policy import PolicyName, Reason, choose
+from gateway.triton_model import ModelState
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a call ran and why there."""
+
+    pool: str
+    device: str
+    location: str
+    reason: Reason
+    attempts: int
+
+
+class Router:
+    def __init__(
+        self,
+        pools: list[Pool],
+        policy: PolicyName,
+        latency_objective_ms: float,
+        retry_budget: RetryBudget,
+        max_attempts: int,
+    ) -> None:
+        self.pools = pools
+        self._policy = policy
+        self._objective_ms = latency_objective_ms
+        self._budget = retry_budget
+        self._max_attempts = max_attempts
+        self._by_name = {pool.name: pool for pool in pools}
+
+    def model(self, name: str) -> RoutedModel:
+        return RoutedModel(name, self)
+
+    def pool(self, name: str) -> Pool:
+        return self._by_name[name]
+
+    def state(self, model: str) -> ModelState:
+        """Ready when some pool can serve the model; version and build of the preferred one that can."""
+        states = [(e.models[model].state, e) for pool in self.pools for e in pool.endpoints]
+        for state, endpoint in states:
+            if endpoint.can_serve(model):
+                return state
+        known = next((state for state, _ in states if state.build_id), ModelState(False, ""))
+        reason = f"no pool can serve {model!r}: " + "; ".join(pool.describe(model) for pool in self.pools)
+        return ModelState(False, reason, known.version, known.build_id)
+
+    async def check_readiness(self, timeout_s: float) -> None:
+        await asyncio.gather(*(e.check_readiness(timeout_s) for pool in self.pools for e in pool.endpoints))
+
+    async def infer(
+        self, model: str, inputs: list[triton_aio.InferInput], timeout_s: float
+    ) -> tuple[triton_aio.InferResult, Placement]:
+        deadline = time.monotonic() + timeout_s
+        self._budget.record_request()
+        tried: set[Endpoint] = set()
+        failure: BackendUnavailable | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            decision = choose(self._policy, [p.view(model, tried) for p in self.pools], self._objective_ms)
+            if decision is None:
+                raise failure or self._nothing_to_call(model)
+            if failure is not None and not self._budget.try_acquire():
+                raise failure
+            pool = self._by_name[decision.pool]
+            endpoint = pool.pick(model, tried)
+            assert endpoint is not None  # choose() only returns pools with a servable endpoint
+            tried.add(endpoint)
+            try:
+                result = await self._call(pool, endpoint, model, inputs, deadline - time.monotonic())
+            except BackendUnavailable as error:
+                endpoint.outlier.record_failure()
+                failure = error
+                continue
+            except DeadlineExceeded:
+                endpoint.outlier.record_failure()
+                raise
+            endpoint.outlier.record_success()
+            reason: Reason = decision.reason if attempt == 1 else "retry"
+            return result, Placement(pool.name, pool.device, pool.location, reason, attempt)
+        assert failure is not None
+        raise failure
+
+    def record_compute(self, pool: str, model: str, compute_ns: int) -> None:
+        """The model-measured compute of a call, for policies that weigh cost per call."""
+        self._by_name[pool].observe_compute(model, compute_ns)
+
+    async def _call(
+        self, pool: Pool, endpoint: Endpoint, model: str, inputs: list[triton_aio.InferInput], timeout_s: float
+    ) -> triton_aio.InferResult:
+        pool.in_flight += 1
+        endpoint.in_flight += 1
+        started = time.perf_counter()
+        try:
+            result = await endpoint.models[model].infer(inputs, timeout_s)
+        finally:
+            pool.in_flight -= 1
+            endpoint.in_flight -= 1
+        pool.observe_latency((time.perf_counter() - started) * 1000)
+        return result
+
+    def _nothing_to_call(self, model: str) -> Exception:
+        reasons = "; ".join(pool.describe(model) for pool in self.pools)
+        if any(e.can_serve(model) for pool in self.pools for e in pool.endpoints):
+            return PoolsSaturated(f"every pool serving {model!r} is at its concurrency limit: {reasons}")
+        return BackendUnavailable(f"no pool can serve {model!r}: {reasons}")
+
+    async def close(self) -> None:
+        await asyncio.gather(*(e.close() for pool in self.pools for e in pool.endpoints))
+
+
+class RoutedModel:
+    """A model as the routes see it: one name, served by whichever pool the router picks."""
+
+    def __init__(self, name: str, router: Router) -> None:
+        self.name = name
+        self._router = router
+
+    @property
+    def state(self) -> ModelState:
+        return self._router.state(self.name)
+
+    async def infer(self, inputs: list[triton_aio.InferInput], timeout_s: float) -> tuple[triton_aio.InferResult, Placement]:
+        return await self._router.infer(self.name, inputs, timeout_s)
+
+    def record_compute(self, placement: Placement, compute_ns: int) -> None:
+        self._router.record_compute(placement.pool, self.name, compute_ns)

@@ -1,0 +1,178 @@
+"""Routing logic without servers: policy order and reasons, passive ejection, retry budget,
+and the router's retry/shed behaviour over scripted endpoints."""
+
+import pytest
+
+from gateway.errors import BackendUnavailable, DeadlineExceeded, PoolsSaturated
+from gateway.outlier_detection import OutlierDetector
+from gateway.pool import Endpoint, Pool
+from gateway.retry_budget import RetryBudget
+from gateway.router import Router
+from gateway.routing_policy import PoolView, choose
+from gateway.triton_model import ModelState
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def view(name, device="cpu", location="private", rank=0, healthy=True, in_flight=0, limit=4, **extra):
+    return PoolView(name, device, location, extra.pop("price", 1.0), rank, healthy, in_flight, limit, **extra)
+
+
+# --- policy -----------------------------------------------------------------------------------
+
+
+def test_gpu_first_prefers_gpu_then_private_then_configuration_order():
+    pools = [view("cpu-a", rank=0), view("gpu-public", "gpu", "public", rank=1), view("gpu-private", "gpu", rank=2)]
+    assert choose("gpu_first", pools, 50).pool == "gpu-private"
+
+
+@pytest.mark.parametrize(
+    ("gpu", "expected"),
+    [
+        ({}, ("gpu", "primary")),
+        ({"healthy": False}, ("cpu", "fallback")),
+        ({"in_flight": 4}, ("cpu", "overflow")),
+    ],
+)
+def test_reasons(gpu, expected):
+    pools = [view("cpu", rank=1), view("gpu", "gpu", rank=0, **gpu)]
+    decision = choose("gpu_first", pools, 50)
+    assert (decision.pool, decision.reason) == expected
+
+
+def test_nothing_healthy_with_headroom_is_no_decision():
+    assert choose("gpu_first", [view("a", healthy=False), view("b", in_flight=4)], 50) is None
+
+
+def test_cheapest_within_slo_prefers_private_capacity_and_bursts_to_public_when_full():
+    private = view("private", price=2.0, rank=0)
+    public = view("public", location="public", price=1.0, rank=1)
+    assert choose("cheapest_within_slo", [private, public], 50).pool == "private"
+    full = view("private", price=2.0, rank=0, in_flight=4)
+    decision = choose("cheapest_within_slo", [full, public], 50)
+    assert (decision.pool, decision.reason) == ("public", "overflow")
+
+
+def test_cheapest_within_slo_skips_a_pool_that_misses_the_objective_and_weighs_compute():
+    slow = view("slow-private", latency_ms=80.0, rank=0)
+    fast = view("fast-public", location="public", latency_ms=10.0, rank=1)
+    assert choose("cheapest_within_slo", [slow, fast], 50).pool == "fast-public"
+    gpu = view("gpu", "gpu", price=20.0, compute_ns=100.0, rank=0)
+    cpu = view("cpu", price=1.0, compute_ns=5000.0, rank=1)
+    assert choose("cheapest_within_slo", [gpu, cpu], 50).pool == "gpu", "20 x 100 < 1 x 5000"
+
+
+# --- outlier detection and retry budget ---------------------------------------------------------
+
+
+def test_consecutive_failures_eject_with_growing_backoff_and_success_resets():
+    clock = Clock()
+    detector = OutlierDetector(3, base_ejection_s=2.0, max_ejection_s=5.0, clock=clock)
+    assert [detector.record_failure() for _ in range(3)] == [False, False, True]
+    assert detector.is_ejected()
+    clock.now += 2.01
+    assert not detector.is_ejected()
+    assert [detector.record_failure() for _ in range(3)] == [False, False, True]
+    assert detector.ejected_for_s == pytest.approx(4.0)
+    clock.now += 4.01
+    [detector.record_failure() for _ in range(3)]
+    assert detector.ejected_for_s == pytest.approx(5.0), "capped"
+    clock.now += 5.01
+    detector.record_success()
+    detector.record_failure(), detector.record_failure()
+    assert not detector.is_ejected(), "a success resets the count"
+
+
+def test_retry_budget_is_a_share_of_recent_requests_with_a_floor():
+    clock = Clock()
+    budget = RetryBudget(ratio=0.2, min_per_window=2, window_s=10, clock=clock)
+    for _ in range(20):
+        budget.record_request()
+    assert [budget.try_acquire() for _ in range(5)] == [True, True, True, True, False]
+    clock.now += 10.01
+    assert [budget.try_acquire() for _ in range(3)] == [True, True, False], "old requests left the window"
+
+
+# --- the router over scripted endpoints -----------------------------------------------------------
+
+
+class ScriptedTriton:
+    def __init__(self, url, fail_with=None):
+        self.url = url
+        self.fail_with = fail_with
+        self.calls = 0
+        self.state = ModelState(True, "ready", "1", "b1")
+
+    async def infer(self, inputs, timeout_s):
+        self.calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        return f"answer from {self.url}"
+
+
+def pool(name, device, url, fail_with=None, limit=4, rank=0):
+    endpoint = Endpoint(url, name, device, ["m"], OutlierDetector(2, 1.0, 5.0))
+    endpoint.models["m"] = ScriptedTriton(url, fail_with)
+    return Pool(name, device, "private", 1.0, rank, limit, [endpoint])
+
+
+def router(*pools, max_attempts=3, budget=None):
+    return Router(list(pools), "gpu_first", 50.0, budget or RetryBudget(0.2, 10, 10), max_attempts)
+
+
+async def test_an_unavailable_primary_is_retried_on_the_fallback():
+    gpu = pool("gpu", "gpu", "g:1", fail_with=BackendUnavailable("connection refused"))
+    cpu = pool("cpu", "cpu", "c:1", rank=1)
+    result, placement = await router(gpu, cpu).infer("m", [], 1.0)
+    assert result == "answer from c:1"
+    assert (placement.pool, placement.reason, placement.attempts) == ("cpu", "retry", 2)
+
+
+async def test_repeated_failures_eject_the_endpoint_so_traffic_goes_straight_to_the_fallback():
+    gpu = pool("gpu", "gpu", "g:1", fail_with=BackendUnavailable("down"))
+    cpu = pool("cpu", "cpu", "c:1", rank=1)
+    r = router(gpu, cpu)
+    await r.infer("m", [], 1.0)
+    await r.infer("m", [], 1.0)
+    _, placement = await r.infer("m", [], 1.0)
+    assert (placement.reason, placement.attempts) == ("fallback", 1)
+    assert gpu.endpoints[0].models["m"].calls == 2
+
+
+async def test_deadlines_are_not_retried():
+    gpu = pool("gpu", "gpu", "g:1", fail_with=DeadlineExceeded("slow"))
+    cpu = pool("cpu", "cpu", "c:1", rank=1)
+    with pytest.raises(DeadlineExceeded):
+        await router(gpu, cpu).infer("m", [], 1.0)
+    assert cpu.endpoints[0].models["m"].calls == 0
+
+
+async def test_an_empty_retry_budget_stops_retries():
+    gpu = pool("gpu", "gpu", "g:1", fail_with=BackendUnavailable("down"))
+    cpu = pool("cpu", "cpu", "c:1", rank=1)
+    with pytest.raises(BackendUnavailable):
+        await router(gpu, cpu, budget=RetryBudget(0.0, 0, 10)).infer("m", [], 1.0)
+    assert cpu.endpoints[0].models["m"].calls == 0
+
+
+async def test_all_pools_down_is_unavailable_naming_each_pool():
+    gpu, cpu = pool("gpu", "gpu", "g:1"), pool("cpu", "cpu", "c:1", rank=1)
+    for p in (gpu, cpu):
+        p.endpoints[0].models["m"].state = ModelState(False, f"Triton at {p.endpoints[0].url} is unreachable")
+    with pytest.raises(BackendUnavailable) as raised:
+        await router(gpu, cpu).infer("m", [], 1.0)
+    assert "g:1" in raised.value.message and "c:1" in raised.value.message
+
+
+async def test_all_pools_full_is_shed_with_resource_exhausted():
+    gpu, cpu = pool("gpu", "gpu", "g:1", limit=1), pool("cpu", "cpu", "c:1", limit=1, rank=1)
+    gpu.in_flight = cpu.in_flight = 1
+    with pytest.raises(PoolsSaturated) as raised:
+        await router(gpu, cpu).infer("m", [], 1.0)
+    assert raised.value.status == "RESOURCE_EXHAUSTED"
