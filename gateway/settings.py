@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -103,9 +103,17 @@ class Settings(BaseSettings):
     tracing_enabled: bool = Field(
         True, description="Spans and their cost attributes; off only to measure what tracing costs."
     )
-    trace_exporter: Literal["none", "otlp", "console", "file"] = Field(
-        "none",
-        description="Where spans go. 'otlp' uses the standard OTEL_EXPORTER_OTLP_* variables.",
+    trace_exporter: Literal["auto", "none", "otlp", "console", "file"] = Field(
+        "auto",
+        description="Where spans go. 'auto': OTLP when an OTLP endpoint is configured, else nowhere. "
+        "'otlp' also honours the standard OTEL_EXPORTER_OTLP_* variables (headers, certificates, ...).",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "TOLLGATE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+        description="OTLP/gRPC collector, e.g. http://otel-collector:4317 (the standard OTEL_ variables work too).",
     )
     trace_file: Path = Field(REPO_ROOT / "var" / "spans.jsonl", description="Span file for trace_exporter=file.")
     service_name: str = Field("tollgate-gateway", description="OpenTelemetry service.name of the gateway.")

@@ -1,7 +1,9 @@
 """OpenTelemetry set-up: one TracerProvider whose exporter the settings choose.
 
-``otlp`` honours the standard ``OTEL_EXPORTER_OTLP_*`` variables (endpoint, headers, …);
-``file`` writes one JSON span per line, for people without a tracing backend and for tests.
+``auto`` (the default) exports over OTLP/gRPC when an endpoint is configured
+(``TOLLGATE_OTLP_ENDPOINT`` or the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``) and nowhere
+otherwise; ``file`` writes one JSON span per line, for people without a tracing backend and
+for tests.
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ class JsonLinesSpanExporter(SpanExporter):
 
 
 def _exporter(settings: Settings) -> SpanExporter | None:
-    if settings.trace_exporter == "otlp":
+    wants_otlp = settings.trace_exporter == "otlp" or (settings.trace_exporter == "auto" and settings.otlp_endpoint)
+    if wants_otlp:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter()
+        return OTLPSpanExporter(endpoint=settings.otlp_endpoint)
     if settings.trace_exporter == "console":
         return ConsoleSpanExporter()
     if settings.trace_exporter == "file":

@@ -59,7 +59,7 @@ def local_stack(
             triton_url=triton.grpc_url,
             redis_url=settings.redis_url,
             ledger_path=ledger_path,
-            trace_exporter="file" if settings.trace_exporter == "none" else settings.trace_exporter,
+            trace_exporter=_local_trace_exporter(settings),
             trace_file=trace_file,
         )
         log.info("starting the gateway on 127.0.0.1:%d", gateway_port)
@@ -72,3 +72,10 @@ def local_stack(
             trace_file=trace_file,
             log_dir=log_dir,
         )
+
+
+def _local_trace_exporter(settings: Settings) -> str:
+    """The configured exporter; by default OTLP when an endpoint is set, else the run's span file."""
+    if settings.trace_exporter in ("auto", "none"):
+        return "otlp" if settings.otlp_endpoint else "file"
+    return settings.trace_exporter

@@ -83,3 +83,4 @@ def test_bad_search_fields_are_named(overrides, field):
 def test_the_query_limit_counts_characters_after_collapsing_whitespace():
     assert len(validate_search(**valid_search(query="a" * 256), limits=LIMITS).text) == 256
     assert validate_search(**valid_search(query="a " + " " * 300 + "b"), limits=LIMITS).text == "a b"
+
