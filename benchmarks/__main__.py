@@ -1,0 +1,75 @@
+"""``python -m benchmarks run [--quick]`` (``make bench``), ``report`` and ``profile``; see benchmarks/__init__.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from benchmarks.report import markdown, print_report
+from benchmarks.runner import FULL, QUICK
+from benchmarks.suite import LATEST, SECTIONS, bench_dir, run_suite
+from gateway.settings import get_settings
+
+app = typer.Typer(add_completion=False, help="Tollgate's performance suite (side-by-side ratios on this machine).")
+REPORT_WIDTH = 200
+
+
+def _console() -> Console:
+    return Console(width=None if Console().is_terminal else REPORT_WIDTH)
+
+
+@app.command()
+def run(
+    quick: bool = typer.Option(False, help="Smoke run (~2-3 min): fewer and shorter repetitions, no 400k catalogue."),
+    section: list[str] = typer.Option(None, help=f"Run only these sections: {', '.join(SECTIONS)} (repeatable)."),
+    seed: int = typer.Option(7, help="Seed of the traffic plans and synthetic catalogues."),
+) -> None:
+    """Run the suite, print the table, write var/bench/bench-<time>.json and var/bench/latest.json."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    chosen = section or list(SECTIONS)
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        raise typer.BadParameter(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:])
+    report, path = run_suite(get_settings(), QUICK if quick else FULL, chosen, seed, command)
+    print_report(report, _console())
+    _console().print(f"wrote {path} (and {path.parent / LATEST})")
+    if any("FAILED" in note for s in report["sections"] for note in s["notes"]):
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    path: Path = typer.Argument(None, help="A bench JSON; default: var/bench/latest.json."),
+    format: str = typer.Option("table", help="table or markdown"),
+) -> None:
+    """Print a written result again, as the terminal table or as README Markdown."""
+    data = json.loads((path or bench_dir(get_settings()) / LATEST).read_text())
+    if format == "markdown":
+        sys.stdout.write(markdown(data))
+    else:
+        print_report(data, _console())
+
+
+@app.command()
+def profile(
+    seconds: float = typer.Option(15.0, min=2, max=60, help="How long py-spy samples the gateway under load."),
+    concurrency: int = typer.Option(32, min=1, max=256, help="Load-generator concurrency while sampling."),
+    rate: int = typer.Option(200, min=10, max=2000, help="py-spy samples per second."),
+    native: bool = typer.Option(False, help="Also sample C/Cython frames (grpc core, protobuf)."),
+) -> None:
+    """py-spy the gateway (cache off) under Recommend load; print where its time goes."""
+    from benchmarks.profiling import profile_gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    profile_gateway(get_settings(), seconds, concurrency, rate, _console(), native)
+
+
+if __name__ == "__main__":
+    app()

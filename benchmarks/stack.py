@@ -1,0 +1,156 @@
+"""The processes a benchmark measures: one real Triton, Redis, and gateways in several configurations.
+
+Every gateway variant talks to the *same* Triton, so a comparison between variants (or with
+direct Triton) differs only in the gateway's configuration. Redis keys carry a prefix unique
+to the run (``tollgate-bench:<uuid>:``) and only those keys are ever deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from deploy.local.gateway import GatewayProcess, settings_env
+from deploy.local.ports import free_port
+from deploy.local.redis import ensure_redis
+from deploy.local.triton import TritonServer
+from gateway.settings import Settings
+from pipeline.search.config import SearchPipelineSettings
+
+log = logging.getLogger(__name__)
+
+CACHE_PREFIX_ROOT = "tollgate-bench:"
+_DELETE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class GatewayVariant:
+    name: str
+    cache_enabled: bool
+    tracing_enabled: bool
+    trace_exporter: str = "none"
+    description: str = ""
+
+
+# The configurations compared by the suite. "plain" is `tollgate serve`'s default with the cache off.
+PLAIN = GatewayVariant(
+    "plain", cache_enabled=False, tracing_enabled=True, description="cache off, tracing on (no exporter)"
+)
+CACHED = GatewayVariant(
+    "cached", cache_enabled=True, tracing_enabled=True, description="cache on, tracing on (no exporter)"
+)
+TRACED = GatewayVariant(
+    "traced",
+    cache_enabled=False,
+    tracing_enabled=True,
+    trace_exporter="file",
+    description="cache off, tracing on, spans exported to a file",
+)
+UNTRACED = GatewayVariant("untraced", cache_enabled=False, tracing_enabled=False, description="cache off, tracing off")
+VARIANTS = (PLAIN, CACHED, TRACED, UNTRACED)
+
+
+def search_models(settings: Settings) -> tuple[str, ...]:
+    """The search models, when the search build has put them in the repository (the gateway's
+    health waits for every model it serves, so they are loaded whenever they exist)."""
+    config = SearchPipelineSettings()
+    names = (config.encoder_model_name, config.index_model_name, config.ensemble_model_name)
+    return names if all((Path(settings.model_repository) / name / "config.pbtxt").is_file() for name in names) else ()
+
+
+@dataclass
+class RunningBench:
+    triton: TritonServer
+    gateways: dict[str, GatewayProcess]
+    redis_url: str
+    cache_prefix: str
+    run_dir: Path
+
+    def gateway_address(self, variant: str) -> str:
+        return self.gateways[variant].address
+
+    def gateway_pid(self, variant: str) -> int:
+        pid = self.gateways[variant].pid
+        if pid is None:
+            raise RuntimeError(f"gateway {variant} is not running")
+        return pid
+
+    def clear_cache(self) -> int:
+        """Deletes this run's cache keys (and only those); returns how many."""
+        return delete_prefixed(self.redis_url, self.cache_prefix)
+
+
+def delete_prefixed(redis_url: str, prefix: str) -> int:
+    if not prefix.startswith(CACHE_PREFIX_ROOT) or len(prefix) <= len(CACHE_PREFIX_ROOT):
+        raise ValueError(f"refusing to delete keys outside a bench prefix: {prefix!r}")
+    client = redis.Redis.from_url(redis_url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=_DELETE_BATCH):
+            batch.append(key)
+            if len(batch) >= _DELETE_BATCH:
+                deleted += client.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += client.delete(*batch)
+    finally:
+        client.close()
+    return deleted
+
+
+@contextlib.contextmanager
+def bench_stack(
+    settings: Settings,
+    run_dir: Path,
+    *,
+    models: Sequence[str],
+    variants: Sequence[GatewayVariant] = VARIANTS,
+) -> Iterator[RunningBench]:
+    """Starts Triton (``models`` only), Redis if none answers, and one gateway per variant;
+    stops all of it and deletes this run's cache keys on exit."""
+    log_dir = run_dir / "logs"
+    prefix = f"{CACHE_PREFIX_ROOT}{uuid.uuid4().hex[:12]}:"
+    with contextlib.ExitStack() as stack:
+        handle = ensure_redis(settings.redis_url, log_dir)
+        stack.callback(handle.stop)
+        triton = stack.enter_context(
+            TritonServer(settings.model_repository, models=models, log_path=log_dir / "triton.log").start()
+        )
+        stack.callback(delete_prefixed, settings.redis_url, prefix)
+        gateways = {
+            variant.name: GatewayProcess(
+                free_port(),
+                _gateway_env(settings, variant, triton.grpc_url, prefix, run_dir),
+                log_dir / f"gateway-{variant.name}.log",
+            )
+            for variant in variants
+        }
+        for gateway in gateways.values():
+            stack.callback(gateway.stop)
+        with ThreadPoolExecutor(max_workers=len(gateways)) as pool:
+            list(pool.map(lambda gateway: gateway.start(), gateways.values()))
+        log.info("bench stack up: Triton %s, gateways %s", triton.grpc_url, {n: g.address for n, g in gateways.items()})
+        yield RunningBench(triton, gateways, settings.redis_url, prefix, run_dir)
+
+
+def _gateway_env(
+    settings: Settings, variant: GatewayVariant, triton_url: str, prefix: str, run_dir: Path
+) -> dict[str, str]:
+    return settings_env(
+        triton_url=triton_url,
+        redis_url=settings.redis_url,
+        cache_enabled=variant.cache_enabled,
+        cache_prefix=prefix,
+        tracing_enabled=variant.tracing_enabled,
+        trace_exporter=variant.trace_exporter,
+        trace_file=run_dir / f"spans-{variant.name}.jsonl",
+        ledger_path=run_dir / f"ledger-{variant.name}.sqlite",
+    )
