@@ -1,29 +1,36 @@
-"""Costing: the price book, the one function that prices a request, the ledger and its reports.
+"""Costing: the price book, the one function that prices a request, the ledger, the per-window
+reconciliation, metrics, budgets, outcomes and the reports.
 
-The pipeline is measure -> price -> record -> flush -> report, one small module per step::
+The pipeline is measure -> price -> record -> flush -> reconcile -> report, one small module
+per step::
 
-    from costing import CostRecord, LedgerWriter, SqliteLedger, Usage, load_price_book, price_request
+    from costing import CostRecord, LedgerWriter, Usage, load_price_book, open_ledger, price_request
 
     book = load_price_book(settings.price_book_path)
-    writer = LedgerWriter(SqliteLedger(settings.ledger_path), settings.ledger_flush_interval_s)
+    writer = LedgerWriter(open_ledger("sqlite:///var/ledger.sqlite"), settings.ledger_flush_interval_s)
     writer.start()                                       # inside the running event loop
     cost = price_request(Usage(pool="cpu-local", model_compute_ns=2_000_000,
-                               gateway_cpu_ns=300_000, cache_ops=2), book)
-    writer.record(CostRecord(..., cost_total=cost.total, ...))   # never blocks
+                               gateway_cpu_ns=300_000, cache_ops=2, response_bytes=900), book)
+    writer.record(CostRecord(..., cost_total=cost.total, cost_egress=cost.egress, ...))  # never blocks
     await writer.close()                                 # on shutdown: nothing is lost
 
-Reports (``costing.report``) and the ``tollgate cost`` CLI (``costing.cli``) are imported from
-their modules, so that the gateway does not load table rendering or the CLI.
+``costing.accounting.CostAccounting`` wires the ledger, metrics, budgets, outcomes and the
+reconciliation from the settings for the gateway. Reports (``costing.report``), the
+``tollgate cost`` CLI (``costing.cli``), metrics and the reconciliation are imported from their
+modules, so that importing ``costing`` loads no table rendering, Prometheus or tritonclient.
 """
 
 from costing.cost import RequestCost, Usage, price_request
-from costing.ledger import CostRecord, LedgerError, LedgerWriter, SqliteLedger
+from costing.ledger import CostRecord, LedgerBackend, LedgerError, LedgerWriter, SqliteLedger, open_ledger
 from costing.price_book import PriceBook, PriceBookError, UnknownPoolError, load_price_book
+from costing.records import Outcome
 
 __all__ = [
     "CostRecord",
+    "LedgerBackend",
     "LedgerError",
     "LedgerWriter",
+    "Outcome",
     "PriceBook",
     "PriceBookError",
     "RequestCost",
@@ -31,5 +38,6 @@ __all__ = [
     "UnknownPoolError",
     "Usage",
     "load_price_book",
+    "open_ledger",
     "price_request",
 ]

@@ -1,9 +1,14 @@
 """The one place where a request's cost is computed.
 
-A request pays for three things: the device time of the model call on its pool, the gateway
-CPU spent on it, and its cache operations. A cache hit runs no model but still pays the gateway
-and the cache, so it is never a silent zero; what it saved (the compute its cached answer
-originally cost) is reported separately as ``avoided`` and is not part of ``total``.
+A request pays for four things: the device time of the model call on its pool, the gateway
+CPU spent on it, its cache operations and the bytes of its response (egress). A cache hit runs
+no model but still pays the gateway, the cache and its bytes, so it is never a silent zero;
+what it saved (the compute its cached answer originally cost) is reported separately as
+``avoided`` and is not part of ``total``.
+
+This is the *direct* cost. What a pool spends beyond what its requests measured (overhead),
+the capacity nobody used (idle), storage and operations are allocated per window by
+``costing.reconciliation``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from costing.price_book import PriceBook
 
 NS_PER_HOUR = 3_600 * 1_000_000_000
 OPS_PER_MILLION = 1_000_000
+BYTES_PER_GB = 1_000_000_000  # egress is priced per decimal GB
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,10 @@ class Usage:
     cache_ops: int  # cache (Redis) operations made for this request
     avoided_compute_ns: int = 0  # on a cache hit: the compute the cached answer originally cost
     avoided_pool: str = ""  # ... and the pool it ran on
+    response_bytes: int = 0  # bytes of the response sent to the caller (egress)
 
     def __post_init__(self) -> None:
-        for name in ("model_compute_ns", "gateway_cpu_ns", "cache_ops", "avoided_compute_ns"):
+        for name in ("model_compute_ns", "gateway_cpu_ns", "cache_ops", "avoided_compute_ns", "response_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Usage.{name} must not be negative, got {getattr(self, name)}")
         if self.model_compute_ns and not self.pool:
@@ -39,7 +46,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class RequestCost:
-    """The price of one request, in ``currency``; ``total = compute + gateway + cache``."""
+    """The price of one request, in ``currency``; ``total = compute + gateway + cache + egress``."""
 
     currency: str
     total: float
@@ -49,6 +56,7 @@ class RequestCost:
     avoided: float  # compute a cache hit saved; not included in total
     compute_ns: int
     price_book_version: str
+    egress: float = 0.0
 
 
 def price_request(usage: Usage, book: PriceBook) -> RequestCost:
@@ -56,16 +64,18 @@ def price_request(usage: Usage, book: PriceBook) -> RequestCost:
     compute = _device_cost(usage.model_compute_ns, usage.pool, book)
     gateway = usage.gateway_cpu_ns * book.gateway.usd_per_vcpu_hour / NS_PER_HOUR
     cache = usage.cache_ops * book.cache.usd_per_million_ops / OPS_PER_MILLION
+    egress = usage.response_bytes * book.egress.usd_per_gb / BYTES_PER_GB
     avoided = _device_cost(usage.avoided_compute_ns, usage.avoided_pool, book)
     return RequestCost(
         currency=book.currency,
-        total=compute + gateway + cache,
+        total=compute + gateway + cache + egress,
         compute=compute,
         gateway=gateway,
         cache=cache,
         avoided=avoided,
         compute_ns=usage.model_compute_ns,
         price_book_version=book.version,
+        egress=egress,
     )
 
 

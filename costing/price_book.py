@@ -1,8 +1,12 @@
-"""The price book: versioned unit prices that turn measured compute into money.
+"""The price book: versioned unit prices that turn measured usage into money.
 
 The book is a TOML file (see ``price_book.toml`` beside this module) validated into frozen
 pydantic models, so a typo or a negative price stops the process at start-up instead of
 mispricing requests for a month.
+
+It prices the four parts of the cost-accounting model: compute (per pool: unit price, the
+units provisioned, private/public), bandwidth (egress per GB), storage (per GB-month) and the
+fixed monthly operational overhead (people, monitoring) that is allocated to features.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ class Pool(_FrozenModel):
     usd_per_unit_hour: float = Field(ge=0, allow_inf_nan=False)
     location: Literal["private", "public"]
     source: str = Field(min_length=1, description="Where the price comes from.")
+    provisioned_units: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Units (vCPUs or GPUs) paid for whether used or not; 0 = on demand, billed for use only.",
+    )
 
     @model_validator(mode="after")
     def _unit_matches_device(self) -> Pool:
@@ -74,14 +84,57 @@ class CachePrice(_FrozenModel):
     source: str = Field(min_length=1)
 
 
+class EgressPrice(_FrozenModel):
+    """Response bytes sent out of the gateway."""
+
+    usd_per_gb: float = Field(ge=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+
+
+class StoragePrice(_FrozenModel):
+    """Disks the service keeps provisioned (model repository, ledger, logs)."""
+
+    usd_per_gb_month: float = Field(ge=0, allow_inf_nan=False)
+    provisioned_gb: float = Field(ge=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+
+
+class OperationsItem(_FrozenModel):
+    """One fixed monthly operational cost (people, monitoring, ...)."""
+
+    usd_per_month: float = Field(ge=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+
+
 class PriceBook(_FrozenModel):
     version: str = Field(min_length=1)
     # Prices are named usd_*; another currency would need other field names, not just this one.
     currency: Literal["USD"]
     effective_date: dt.date
+    effective_until: dt.date | None = Field(None, description="First day this version no longer applies.")
+    hours_per_month: float = Field(730.0, gt=0, allow_inf_nan=False, description="Month length of *_per_month prices.")
     gateway: GatewayPrice
     cache: CachePrice
+    egress: EgressPrice = EgressPrice(usd_per_gb=0.0, source="not priced")
+    storage: StoragePrice = StoragePrice(usd_per_gb_month=0.0, provisioned_gb=0.0, source="not priced")
+    operations: dict[str, OperationsItem] = Field(default_factory=dict)
     pools: dict[str, Pool] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> PriceBook:
+        if self.effective_until is not None and self.effective_until <= self.effective_date:
+            raise ValueError(
+                f"effective_until {self.effective_until} is not after effective_date {self.effective_date}"
+            )
+        return self
+
+    def in_effect_on(self, day: dt.date) -> bool:
+        """Whether this version applies on ``day``."""
+        return self.effective_date <= day and (self.effective_until is None or day < self.effective_until)
+
+    @property
+    def operations_usd_per_month(self) -> float:
+        return sum(item.usd_per_month for item in self.operations.values())
 
     def pool(self, name: str) -> Pool:
         """The pool called ``name``; raises UnknownPoolError naming the known pools."""

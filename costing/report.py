@@ -1,32 +1,42 @@
-"""What finance pulls: the ledger summed by the keys they ask for, as a table, CSV or JSON.
+"""What finance pulls: the ledger summed by the keys they ask for.
 
-Each report ends with a totals row per currency (``row_type`` "total"), so that a CSV or JSON
-consumer can tell it from the group rows and never counts it twice.
+A report row holds, per group (and currency):
+
+- the **direct** cost of the group's requests (compute + gateway + cache + egress) and the
+  compute its cache hits **avoided** (cache savings);
+- where reconciled windows exist and the grouping allows it (feature, tenant, model, pool,
+  device, day), the allocated **overhead**, **idle**, **storage** and **operations**, and the
+  **fully-loaded** cost, their sum with direct;
+- the **economic value**: clicks, conversions and revenue of the outcomes its requests led to,
+  cost per conversion and return on cost, both on the fully-loaded cost when there is one,
+  else on direct cost (``cost_basis`` says which).
+
+Each report ends with a totals row per currency (``row_type`` "total"), so that a consumer can
+tell it from the group rows and never counts it twice. ``build_report`` is also what the
+CostReport RPC returns.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
-from rich.console import Console
-from rich.table import Table
-
-from costing.ledger import GROUP_KEYS as _LEDGER_GROUP_KEYS
-from costing.ledger import GroupSums, SqliteLedger
+from costing.ledger import ALLOCATION_KEYS, LedgerBackend
+from costing.ledger_sql import GROUP_KEYS as _LEDGER_GROUP_KEYS
+from costing.ledger_sql import AllocationSums, GroupSums, OutcomeSums
+from costing.money import from_pico
 
 GROUP_KEYS: tuple[str, ...] = tuple(_LEDGER_GROUP_KEYS)
 
-ReportFormat = Literal["table", "csv", "json"]
+ReportFormat = Literal["table", "csv", "json", "parquet"]
 FORMATS: tuple[str, ...] = get_args(ReportFormat)
+CostBasis = Literal["fully_loaded", "direct"]
 
 NS_PER_SECOND = 1_000_000_000
+REQUESTS_PER_UNIT_COST = 1_000  # "cost per 1,000 requests"
 
 # Metric columns, in report order, after the group columns.
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -34,14 +44,44 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "cache_hits",
     "errors",
     "compute_seconds",
-    "cost",
+    "response_bytes",
+    "direct",
     "compute",
     "gateway",
     "cache",
+    "egress",
     "avoided",
+    "overhead",
+    "idle",
+    "storage",
+    "operations",
+    "fully_loaded",
     "cost_per_1k_requests",
+    "fully_loaded_per_1k_requests",
+    "clicks",
+    "conversions",
+    "revenue",
+    "cost_basis",
+    "cost_per_conversion",
+    "return_on_cost",
     "currency",
 )
+
+GroupKey = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Allocated:
+    """A group's share of the reconciled windows, in currency units."""
+
+    overhead: float = 0.0
+    idle: float = 0.0
+    storage: float = 0.0
+    operations: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return math.fsum((self.overhead, self.idle, self.storage, self.operations))
 
 
 @dataclass(frozen=True)
@@ -53,17 +93,56 @@ class ReportRow:
     cache_hits: int
     errors: int  # requests whose status is not OK
     compute_seconds: float
-    cost: float  # total: compute + gateway + cache
+    direct: float  # compute + gateway + cache + egress
     compute: float
     gateway: float
     cache: float
-    avoided: float  # compute that cache hits saved; not part of cost
+    avoided: float  # compute that cache hits saved (cache savings); not part of any cost
     currency: str
     is_total: bool = False
+    response_bytes: int = 0
+    egress: float = 0.0
+    allocated: Allocated | None = None  # None: no reconciled windows at this grouping
+    clicks: int = 0
+    conversions: int = 0
+    revenue: float = 0.0
+
+    overhead = property(lambda self: self.allocated.overhead if self.allocated else None)
+    idle = property(lambda self: self.allocated.idle if self.allocated else None)
+    storage = property(lambda self: self.allocated.storage if self.allocated else None)
+    operations = property(lambda self: self.allocated.operations if self.allocated else None)
+
+    @property
+    def fully_loaded(self) -> float | None:
+        return self.direct + self.allocated.total if self.allocated else None
 
     @property
     def cost_per_1k_requests(self) -> float:
-        return self.cost / self.requests * 1000 if self.requests else 0.0
+        return self.direct / self.requests * REQUESTS_PER_UNIT_COST if self.requests else 0.0
+
+    @property
+    def fully_loaded_per_1k_requests(self) -> float | None:
+        if self.fully_loaded is None or not self.requests:
+            return None
+        return self.fully_loaded / self.requests * REQUESTS_PER_UNIT_COST
+
+    @property
+    def cost_basis(self) -> CostBasis:
+        return "fully_loaded" if self.allocated else "direct"
+
+    @property
+    def _basis_amount(self) -> float:
+        return self.fully_loaded if self.fully_loaded is not None else self.direct
+
+    @property
+    def cost_per_conversion(self) -> float | None:
+        return self._basis_amount / self.conversions if self.conversions else None
+
+    @property
+    def return_on_cost(self) -> float | None:
+        """(revenue - cost) / cost: 0 breaks even, 1 earns the cost back twice."""
+        cost = self._basis_amount
+        return (self.revenue - cost) / cost if cost > 0 else None
 
     def as_dict(self) -> dict[str, object]:
         """Flat columns in report order: row_type, the group keys, then METRIC_COLUMNS."""
@@ -83,18 +162,27 @@ def check_group_keys(by: Sequence[str]) -> list[str]:
 
 
 def build_report(
-    ledger: SqliteLedger,
+    ledger: LedgerBackend,
     by: Sequence[str],
     since: dt.datetime | dt.date | None = None,
     until: dt.datetime | dt.date | None = None,
 ) -> list[ReportRow]:
     """Group rows ordered by group, then one totals row per currency.
 
-    ``since`` is inclusive and ``until`` exclusive; a date means its UTC midnight and a naive
-    datetime is read as UTC. An empty ``by`` gives the totals rows only.
+    ``since`` is inclusive and ``until`` exclusive (requests by their time, windows by their
+    start); a date means its UTC midnight and a naive datetime is read as UTC. An empty ``by``
+    gives the totals rows only. Blocking: the CostReport RPC runs it with asyncio.to_thread.
     """
     keys = check_group_keys(by)
-    groups = [_group_row(sums) for sums in ledger.summarize(keys, since=since, until=until)]
+    requests = {_key(sums.group, keys, sums.currency): sums for sums in ledger.summarize(keys, since, until)}
+    allocated = _allocations(ledger, keys, since, until)
+    outcomes = {_key(sums.group, keys, sums.currency): sums for sums in ledger.summarize_outcomes(keys, since, until)}
+    reconciled = allocated is not None
+    allocated = allocated or {}
+    groups = [
+        _row(key, keys, requests.get(key), allocated.get(key), outcomes.get(key), reconciled)
+        for key in sorted(requests.keys() | allocated.keys() | outcomes.keys(), key=_sort_key)
+    ]
     if not keys:  # one group per currency: the totals rows say it all
         return totals(groups, keys)
     return groups + totals(groups, keys)
@@ -102,10 +190,10 @@ def build_report(
 
 def totals(rows: Sequence[ReportRow], keys: Sequence[str]) -> list[ReportRow]:
     """One totals row per currency over the group ``rows`` (currencies are never added up)."""
-    currencies = sorted({row.currency for row in rows if not row.is_total})
     result = []
-    for currency in currencies:
+    for currency in sorted({row.currency for row in rows if not row.is_total}):
         members = [row for row in rows if row.currency == currency and not row.is_total]
+        allocations = [row.allocated for row in members]
         result.append(
             ReportRow(
                 group={key: None for key in keys},
@@ -113,96 +201,175 @@ def totals(rows: Sequence[ReportRow], keys: Sequence[str]) -> list[ReportRow]:
                 cache_hits=sum(row.cache_hits for row in members),
                 errors=sum(row.errors for row in members),
                 compute_seconds=math.fsum(row.compute_seconds for row in members),
-                cost=math.fsum(row.cost for row in members),
+                direct=math.fsum(row.direct for row in members),
                 compute=math.fsum(row.compute for row in members),
                 gateway=math.fsum(row.gateway for row in members),
                 cache=math.fsum(row.cache for row in members),
                 avoided=math.fsum(row.avoided for row in members),
                 currency=currency,
                 is_total=True,
+                response_bytes=sum(row.response_bytes for row in members),
+                egress=math.fsum(row.egress for row in members),
+                allocated=None if any(a is None for a in allocations) else _sum_allocated(allocations),  # type: ignore[arg-type]
+                clicks=sum(row.clicks for row in members),
+                conversions=sum(row.conversions for row in members),
+                revenue=math.fsum(row.revenue for row in members),
             )
         )
     return result
 
 
-def _group_row(sums: GroupSums) -> ReportRow:
-    return ReportRow(
-        group=dict(sums.group),
-        requests=sums.requests,
-        cache_hits=sums.cache_hits,
-        errors=sums.errors,
-        compute_seconds=sums.compute_ns / NS_PER_SECOND,
-        cost=sums.cost_total,
-        compute=sums.cost_compute,
-        gateway=sums.cost_gateway,
-        cache=sums.cost_cache,
-        avoided=sums.cost_avoided,
-        currency=sums.currency,
+def _allocations(
+    ledger: LedgerBackend, keys: Sequence[str], since: dt.datetime | dt.date | None, until: dt.datetime | dt.date | None
+) -> dict[GroupKey, AllocationSums] | None:
+    """Allocated window amounts per group; None when the grouping cannot be allocated or no
+    window was reconciled in the range."""
+    if any(key not in ALLOCATION_KEYS for key in keys):
+        return None
+    sums = ledger.summarize_allocations(keys, since, until)
+    if not sums:
+        return None
+    return {_key(item.group, keys, item.currency): item for item in sums}
+
+
+def _row(
+    key: GroupKey,
+    keys: Sequence[str],
+    sums: GroupSums | None,
+    allocated: AllocationSums | None,
+    outcomes: OutcomeSums | None,
+    reconciled: bool,
+) -> ReportRow:
+    group = dict(zip(keys, key[:-1]))
+    currency = str(key[-1])
+    base = ReportRow(
+        group=group, requests=0, cache_hits=0, errors=0, compute_seconds=0.0, direct=0.0, compute=0.0,
+        gateway=0.0, cache=0.0, avoided=0.0, currency=currency,
+    )  # fmt: skip
+    if sums is not None:
+        base = replace(
+            base,
+            requests=sums.requests,
+            cache_hits=sums.cache_hits,
+            errors=sums.errors,
+            compute_seconds=sums.compute_ns / NS_PER_SECOND,
+            direct=sums.cost_total,
+            compute=sums.cost_compute,
+            gateway=sums.cost_gateway,
+            cache=sums.cost_cache,
+            avoided=sums.cost_avoided,
+            response_bytes=sums.response_bytes,
+            egress=sums.cost_egress,
+        )
+    if reconciled:
+        base = replace(base, allocated=_as_allocated(allocated))
+    if outcomes is not None:
+        base = replace(base, clicks=outcomes.clicks, conversions=outcomes.conversions, revenue=outcomes.revenue)
+    return base
+
+
+def _as_allocated(sums: AllocationSums | None) -> Allocated:
+    if sums is None:
+        return Allocated()
+    return Allocated(
+        overhead=from_pico(sums.overhead_pico),
+        idle=from_pico(sums.idle_pico),
+        storage=from_pico(sums.storage_pico),
+        operations=from_pico(sums.operations_pico),
     )
 
 
-def render(rows: Sequence[ReportRow], fmt: ReportFormat) -> str:
-    """The report as text ending in a newline: a table for people, CSV or JSON for machines
-    (full float precision, booleans as true/false)."""
-    if fmt == "table":
-        return _render_table(rows)
-    if fmt == "csv":
-        return _render_csv(rows)
-    if fmt == "json":
-        return json.dumps([row.as_dict() for row in rows], indent=2) + "\n"
-    raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+def _sum_allocated(items: Sequence[Allocated]) -> Allocated:
+    return Allocated(
+        overhead=math.fsum(item.overhead for item in items),
+        idle=math.fsum(item.idle for item in items),
+        storage=math.fsum(item.storage for item in items),
+        operations=math.fsum(item.operations for item in items),
+    )
 
 
-def _columns(rows: Sequence[ReportRow]) -> list[str]:
-    group_keys = list(rows[0].group) if rows else []
-    return ["row_type", *group_keys, *METRIC_COLUMNS]
+def _key(group: Mapping[str, object], keys: Sequence[str], currency: str) -> GroupKey:
+    return (*(group[key] for key in keys), currency)
 
 
-def _render_csv(rows: Sequence[ReportRow]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=_columns(rows), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({column: _csv_value(value) for column, value in row.as_dict().items()})
-    return out.getvalue()
+def _sort_key(key: GroupKey) -> tuple[object, ...]:
+    return tuple((str(type(value)), value) for value in key)
 
 
-def _csv_value(value: object) -> object:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)  # shortest text that reads back as the same float
-    return "" if value is None else value
+@dataclass(frozen=True)
+class PoolReconciliation:
+    """One pool over the reconciled windows of a range: the parts of what it cost, and how the
+    compute the requests measured compares with what Triton measured."""
+
+    pool: str
+    currency: str
+    windows: int
+    provisioned: float
+    capacity: float
+    direct: float
+    overhead: float
+    idle: float
+    storage: float
+    operations: float
+    attributed_compute_seconds: float
+    triton_infer_seconds: float | None  # over the windows with Triton figures
+    attributed_vs_triton_difference: float | None  # (attributed - Triton) / Triton, same windows
+    identity_exact: bool  # capacity == parts, and the allocations add up to each window, in every window
+    pico: dict[str, int] = field(default_factory=dict, repr=False)  # the exact sums
 
 
-def _render_table(rows: Sequence[ReportRow]) -> str:
-    group_keys = list(rows[0].group) if rows else []
-    table = Table(title="Tollgate cost report", title_justify="left")
-    for key in group_keys or [""]:  # an ungrouped report still needs a column for "TOTAL"
-        table.add_column(key)
-    for column in METRIC_COLUMNS:
-        table.add_column(column, justify="left" if column == "currency" else "right")
-    for index, row in enumerate(rows):
-        if row.is_total and (index == 0 or not rows[index - 1].is_total):
-            table.add_section()
-        if row.is_total:
-            labels = ["TOTAL"] + [""] * (max(len(group_keys), 1) - 1)
-        else:
-            labels = [_table_value(row.group[key]) for key in group_keys]
-        metrics = [_table_value(getattr(row, column)) for column in METRIC_COLUMNS]
-        table.add_row(*labels, *metrics, style="bold" if row.is_total else None)
-    # Wide enough that rich never wraps or squeezes columns; the table takes its natural width.
-    console = Console(file=io.StringIO(), width=1000, color_system=None, force_terminal=False)
-    console.print(table)
-    text = console.file.getvalue()  # type: ignore[attr-defined]
-    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+def reconciliation_summary(
+    ledger: LedgerBackend,
+    since: dt.datetime | dt.date | None = None,
+    until: dt.datetime | dt.date | None = None,
+) -> list[PoolReconciliation]:
+    """Per pool, the reconciled windows starting in [since, until), with their identity checked."""
+    allocated: dict[tuple[dt.datetime, str], list[int]] = {}
+    for allocation in ledger.allocations(since, until):
+        parts = allocated.setdefault((allocation.window_start, allocation.pool), [0, 0, 0, 0, 0])
+        for index, amount in enumerate(_parts(allocation)):
+            parts[index] += amount
+    by_pool: dict[tuple[str, str], list] = {}
+    for window in ledger.windows(since, until):
+        by_pool.setdefault((window.pool, window.currency), []).append(window)
+    result = []
+    for (pool, currency), windows in sorted(by_pool.items()):
+        measured = [w for w in windows if w.triton_infer_ns is not None]
+        attributed_measured = sum(w.attributed_compute_ns for w in measured)
+        triton_ns = sum(w.triton_infer_ns or 0 for w in measured)
+        exact = all(
+            w.capacity_pico == sum(_parts(w)) and allocated.get((w.window_start, w.pool), [0] * 5) == list(_parts(w))
+            for w in windows
+        )
+        sums = {
+            name: sum(getattr(w, f"{name}_pico") for w in windows)
+            for name in ("provisioned", "capacity", "direct", "overhead", "idle", "storage", "operations")
+        }
+        result.append(
+            PoolReconciliation(
+                pool=pool,
+                currency=currency,
+                windows=len(windows),
+                **{name: from_pico(amount) for name, amount in sums.items()},
+                attributed_compute_seconds=sum(w.attributed_compute_ns for w in windows) / NS_PER_SECOND,
+                triton_infer_seconds=triton_ns / NS_PER_SECOND if measured else None,
+                attributed_vs_triton_difference=(attributed_measured - triton_ns) / triton_ns if triton_ns else None,
+                identity_exact=exact,
+                pico=sums,
+            )
+        )
+    return result
 
 
-def _table_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.6g}"  # costs per request are around 1e-8 USD: fixed decimals would hide them
-    return "" if value is None else str(value)
+def _parts(item: object) -> tuple[int, int, int, int, int]:
+    return tuple(  # type: ignore[return-value]
+        getattr(item, f"{name}_pico") for name in ("direct", "overhead", "idle", "storage", "operations")
+    )
+
+
+def render(rows: Sequence[ReportRow], fmt: ReportFormat) -> str | bytes:
+    """The report as text (table, CSV, JSON) or bytes (Parquet); see ``costing.report_render``.
+    Imported lazily, so that the gateway's CostReport RPC never loads rich or pyarrow."""
+    from costing.report_render import render as render_rows
+
+    return render_rows(rows, fmt)

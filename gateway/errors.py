@@ -39,6 +39,12 @@ class PoolsSaturated(RequestError):
     status = "RESOURCE_EXHAUSTED"
 
 
+class BudgetExhausted(RequestError):
+    """The monthly budget of the call's feature or tenant is spent and set to shed traffic."""
+
+    status = "RESOURCE_EXHAUSTED"
+
+
 class BackendFailed(RequestError):
     """The model server took the call and failed it: a fault on our side, not the caller's."""
 

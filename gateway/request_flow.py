@@ -1,4 +1,5 @@
-"""The path of every call, top to bottom: validate -> cache -> Triton -> cache fill -> settle.
+"""The path of every call, top to bottom: validate -> budget -> cache -> Triton -> cache fill
+-> settle (-> commit, when answers wait for their cost record to be written).
 
 The RPC-specific parts (validation, the model's inputs and outputs, the cache key) come from a
 *route*; everything else is the same for Recommend and Search. Every request is settled
@@ -17,7 +18,7 @@ from opentelemetry import trace
 
 from gateway import telemetry_attributes as attr
 from gateway.answers import ModelAnswer
-from gateway.errors import BackendUnavailable, RequestError
+from gateway.errors import BackendUnavailable, BudgetExhausted, RequestError
 from gateway.result_cache import CachedAnswer, ResultCache
 from gateway.settlement import AnswerInfo, SettledRequestError, Settlement, UsageTally
 from gateway.router import Placement, RoutedModel
@@ -28,6 +29,16 @@ from gateway.validation import FEATURE_LABEL
 INVALID_FEATURE = "invalid"
 
 Query = TypeVar("Query")
+
+
+class BudgetDecision(Protocol):
+    shed: bool
+    message: str
+
+
+# (feature, tenant) -> whether a spent budget sheds the call (costing.accounting.should_shed).
+BudgetCheck = Callable[[str, str], BudgetDecision]
+
 tracer = trace.get_tracer(__name__)
 
 
@@ -55,10 +66,21 @@ class Answered:
 
 
 class RequestFlow:
-    def __init__(self, *, cache: ResultCache | None, settlement: Settlement, default_deadline_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        cache: ResultCache | None,
+        settlement: Settlement,
+        default_deadline_s: float,
+        payload_bytes: Callable[[ModelAnswer], int],
+        budget_check: BudgetCheck | None = None,
+    ) -> None:
+        """``payload_bytes``: the size of an answer as sent to the caller (priced as egress)."""
         self._cache = cache
         self._settlement = settlement
         self._default_deadline_s = default_deadline_s
+        self._payload_bytes = payload_bytes
+        self._budget_check = budget_check
 
     async def run(self, route: Route[Query], feature: str, caller: Caller, validate: Callable[[], Query]) -> Answered:
         """Runs one call; raises SettledRequestError (with the call's cost) when it fails."""
@@ -71,15 +93,28 @@ class RequestFlow:
         try:
             with tally.meter:
                 query = validate()
+                self._admit(tally.feature, caller.tenant)
             answer = await self._answer(route, query, caller, tally)
+            with tally.meter:
+                tally.response_bytes = self._payload_bytes(answer)
         except RequestError as error:
             info = self._settlement.settle(request_id, caller.tenant, tally, error.status)
+            await self._settlement.commit()
             raise SettledRequestError(error, info) from None
         except BaseException:
             # A bug or a cancellation: still account for what was spent, then let it propagate.
             self._settlement.settle(request_id, caller.tenant, tally, "INTERNAL")
             raise
-        return Answered(answer, self._settlement.settle(request_id, caller.tenant, tally, "OK"))
+        info = self._settlement.settle(request_id, caller.tenant, tally, "OK")
+        await self._settlement.commit()
+        return Answered(answer, info)
+
+    def _admit(self, feature: str, tenant: str) -> None:
+        if self._budget_check is None:
+            return
+        decision = self._budget_check(feature, tenant)
+        if decision.shed:
+            raise BudgetExhausted(decision.message)
 
     async def _answer(self, route: Route[Query], query: Query, caller: Caller, tally: UsageTally) -> ModelAnswer:
         state = route.model.state

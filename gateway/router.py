@@ -57,6 +57,10 @@ class Router:
     def pool(self, name: str) -> Pool:
         return self._by_name[name]
 
+    def stats_clients(self) -> dict[str, list[triton_aio.InferenceServerClient]]:
+        """Pool name -> the Triton client of each of its endpoints (for reading their statistics)."""
+        return {pool.name: [endpoint.client for endpoint in pool.endpoints] for pool in self.pools}
+
     def state(self, model: str) -> ModelState:
         """Ready when some pool can serve the model; version and build of the preferred one that can."""
         states = [(e.models[model].state, e) for pool in self.pools for e in pool.endpoints]

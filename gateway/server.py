@@ -2,6 +2,10 @@
 
 Shutdown order matters for finance: stop taking calls, let in-flight calls finish, then flush
 the ledger and the spans, so no request's cost record is lost on a clean stop.
+
+Health: the standard service reports readiness per RPC service ("" = all of them) from the
+Triton pools; ``liveness`` is SERVING from start to shutdown, whatever the pools do, so an
+orchestrator restarts a hung gateway but not one waiting for its models.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.trace import TracerProvider
 
-from costing.ledger import LedgerWriter, SqliteLedger
+from costing.accounting import CostAccounting
 from costing.price_book import load_price_book
-from gateway import recommendation_servicer, search_servicer
+from gateway import cost_servicer, recommendation_servicer, search_servicer
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
 from gateway.result_cache import ResultCache
 from gateway.search_route import SearchRoute
-from gateway.servicer_support import CallerReader, register
+from gateway.request_metrics import RequestMetrics
+from gateway.servicer_support import CallerReader, payload_bytes, register
 from gateway.settings import Settings
 from gateway.settlement import Settlement
 from gateway.tracing import setup_tracing
@@ -36,10 +41,12 @@ log = logging.getLogger(__name__)
 
 # Stop/grace budget: long enough for in-flight model calls, short enough for a rolling restart.
 SHUTDOWN_GRACE_S = 5.0
+# Health service name of the liveness probe (SERVING while the process runs).
+LIVENESS_SERVICE = "liveness"
 
 
 class Gateway:
-    """The running gateway: its server, its Triton models, cache, ledger and tracing."""
+    """The running gateway: its server, its Triton models, cache, cost accounting and tracing."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -58,10 +65,20 @@ class Gateway:
             if settings.cache_enabled
             else None
         )
-        self._ledger_store = SqliteLedger(settings.ledger_path)
-        self._ledger = LedgerWriter(self._ledger_store, settings.ledger_flush_interval_s)
+        self._accounting = CostAccounting.from_settings(settings, book)
+        request_metrics = RequestMetrics(self._accounting.metrics.registry)
+        settlement = Settlement(
+            book,
+            self._accounting.writer,
+            commit_before_answer=settings.ledger_commit_before_answer,
+            observe_duration=request_metrics.observe_duration,
+        )
         flow = RequestFlow(
-            cache=self._cache, settlement=Settlement(book, self._ledger), default_deadline_s=settings.default_deadline_s
+            cache=self._cache,
+            settlement=settlement,
+            default_deadline_s=settings.default_deadline_s,
+            payload_bytes=payload_bytes,
+            budget_check=self._accounting.should_shed if settings.budgets else None,
         )
         limits = Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length, settings.max_query_chars)
         callers = CallerReader(settings.tenant_metadata_key, settings.default_tenant)
@@ -79,9 +96,15 @@ class Gateway:
             search_servicer.SERVICE,
             search_servicer.SearchServicer(flow, SearchRoute(search, prefix), limits, callers),
         )
+        register(self._server, cost_servicer.SERVICE, cost_servicer.CostServicer(self._accounting))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (*self._models, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                *self._models,
+                cost_servicer.SERVICE.full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self._server,
         )
         self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
@@ -90,8 +113,10 @@ class Gateway:
         self._readiness_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._ledger.start()
+        await self._accounting.start(triton_clients=self._router.stats_clients())
         await self._set_health(serving=False)
+        await self._health.set(LIVENESS_SERVICE, _status(True))
+        await self._health.set(cost_servicer.SERVICE.full_name, _status(True))
         await self._server.start()
         self._readiness_task = asyncio.create_task(self._watch_readiness(), name="triton-readiness")
         log.info("gateway listening on %s:%d (Triton %s)", self.settings.host, self.port, self.settings.triton_url)
@@ -119,8 +144,7 @@ class Gateway:
             self._readiness_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._readiness_task
-        await self._ledger.close()
-        self._ledger_store.close()
+        await self._accounting.close()
         if self._cache is not None:
             await self._cache.close()
         await self._router.close()

@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
+from gateway.answers import ModelAnswer, RankedItem
 from gateway.api import common_pb2
 from gateway.lenient_decoding import UndecodableRequest, lenient_deserializer
 from gateway.request_flow import Answered, Caller, RequestFlow, Route
@@ -74,6 +75,7 @@ def response_info(info: AnswerInfo) -> common_pb2.ResponseInfo:
             compute=cost.compute,
             gateway=cost.gateway,
             cache=cost.cache,
+            egress=cost.egress,
             avoided=cost.avoided,
             compute_ns=cost.compute_ns,
             price_book_version=cost.price_book_version,
@@ -81,8 +83,19 @@ def response_info(info: AnswerInfo) -> common_pb2.ResponseInfo:
     )
 
 
-def items(answer_items: tuple) -> list[common_pb2.Item]:
+def items(answer_items: tuple[RankedItem, ...]) -> list[common_pb2.Item]:
     return [common_pb2.Item(item_id=i.item_id, title=i.title, score=i.score) for i in answer_items]
+
+
+def payload_bytes(answer: ModelAnswer) -> int:
+    """Bytes of the answer's items on the wire (the priced egress). The response envelope
+    (ResponseInfo, about 150 bytes, which holds the cost itself) is not counted."""
+    return sum(_length_delimited_bytes(item.ByteSize()) for item in items(answer.items))
+
+
+def _length_delimited_bytes(size: int) -> int:
+    """A repeated message field on the wire: one tag byte, the length as a varint, the body."""
+    return 1 + max(1, (size.bit_length() + 6) // 7) + size
 
 
 def cost_metadata(info: AnswerInfo) -> tuple[tuple[str, str], ...]:
@@ -99,8 +112,6 @@ async def abort_with_cost(context: grpc.aio.ServicerContext, error: SettledReque
     context.set_trailing_metadata(cost_metadata(error.info))
     await context.abort(grpc.StatusCode[error.status], error.message)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
-
-
 
 
 async def run_call(

@@ -2,11 +2,15 @@
 
 Pricing itself is ``costing.cost.price_request`` (the one place a cost is computed); this
 module gathers the usage along the request's path and hands the result to the caller, the
-trace and the ledger.
+trace, the ledger (whose observers count it in the cost metrics and budgets) and the
+request-latency histogram.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -18,6 +22,8 @@ from costing.price_book import PriceBook
 from gateway import telemetry_attributes as attr
 from gateway.cpu_meter import CpuMeter
 from gateway.errors import RequestError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +43,9 @@ class UsageTally:
     compute_ns: int = 0
     avoided_compute_ns: int = 0
     avoided_pool: str = ""
+    response_bytes: int = 0
     meter: CpuMeter = field(default_factory=CpuMeter)
+    started_s: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True)
@@ -67,9 +75,23 @@ class SettledRequestError(RequestError):
 
 
 class Settlement:
-    def __init__(self, price_book: PriceBook, ledger: LedgerWriter) -> None:
+    """Prices and records requests. With ``commit_before_answer`` a caller gets its answer
+    only once the request's cost record is written (group commit with the other calls in
+    flight), so a killed gateway loses no record a caller was given; otherwise records are
+    written every flush interval and a crash may lose the last interval's."""
+
+    def __init__(
+        self,
+        price_book: PriceBook,
+        ledger: LedgerWriter,
+        *,
+        commit_before_answer: bool = False,
+        observe_duration: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._book = price_book
         self._ledger = ledger
+        self._commit_before_answer = commit_before_answer
+        self._observe_duration = observe_duration
 
     def _labels_of(self, pool: str) -> tuple[str, str]:
         """Device kind and location of a pool, from its price-book entry."""
@@ -87,6 +109,7 @@ class Settlement:
                 cache_ops=tally.cache_ops,
                 avoided_compute_ns=tally.avoided_compute_ns,
                 avoided_pool=tally.avoided_pool,
+                response_bytes=tally.response_bytes,
             )
             cost = price_request(usage, self._book)
             device, location = self._labels_of(tally.pool)
@@ -105,7 +128,20 @@ class Settlement:
             )
             trace.get_current_span().set_attributes(span_attributes(info, tally.feature, tenant))
             self._ledger.record(_cost_record(info, tally, usage, tenant, status))
+        if self._observe_duration is not None:
+            self._observe_duration(tally.rpc, time.perf_counter() - tally.started_s)
         return info
+
+    async def commit(self) -> None:
+        """With ``commit_before_answer``: wait until the records settled so far are written.
+        If the ledger cannot be written the answer still goes out (the records stay buffered
+        for the next flush): serving beats durability when the ledger database is down."""
+        if not self._commit_before_answer:
+            return
+        try:
+            await self._ledger.flush()
+        except Exception:  # noqa: BLE001 - logged by the writer; the records are kept
+            log.warning("answering before the ledger write: the ledger is unavailable, records stay buffered")
 
 
 def _cost_record(info: AnswerInfo, tally: UsageTally, usage: Usage, tenant: str, status: str) -> CostRecord:
@@ -132,6 +168,9 @@ def _cost_record(info: AnswerInfo, tally: UsageTally, usage: Usage, tenant: str,
         cost_avoided=cost.avoided,
         currency=cost.currency,
         price_book_version=cost.price_book_version,
+        response_bytes=usage.response_bytes,
+        cost_egress=cost.egress,
+        route_reason=info.route_reason,
     )
 
 
@@ -153,6 +192,7 @@ def span_attributes(info: AnswerInfo, feature: str, tenant: str) -> dict[str, st
         attr.COST_COMPUTE: info.cost.compute,
         attr.COST_GATEWAY: info.cost.gateway,
         attr.COST_CACHE: info.cost.cache,
+        attr.COST_EGRESS: info.cost.egress,
         attr.COST_AVOIDED: info.cost.avoided,
         attr.COST_CURRENCY: info.cost.currency,
         attr.COMPUTE_NS: info.cost.compute_ns,

@@ -40,7 +40,7 @@ class Placement(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., device: _Optional[str] = ..., location: _Optional[str] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class Cost(_message.Message):
-    __slots__ = ("currency", "total", "compute", "gateway", "cache", "avoided", "compute_ns", "price_book_version")
+    __slots__ = ("currency", "total", "compute", "gateway", "cache", "avoided", "compute_ns", "price_book_version", "egress")
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class Cost(_message.Message):
     AVOIDED_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_NS_FIELD_NUMBER: _ClassVar[int]
     PRICE_BOOK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
     currency: str
     total: float
     compute: float
@@ -57,7 +58,8 @@ class Cost(_message.Message):
     avoided: float
     compute_ns: int
     price_book_version: str
-    def __init__(self, currency: _Optional[str] = ..., total: _Optional[float] = ..., compute: _Optional[float] = ..., gateway: _Optional[float] = ..., cache: _Optional[float] = ..., avoided: _Optional[float] = ..., compute_ns: _Optional[int] = ..., price_book_version: _Optional[str] = ...) -> None: ...
+    egress: float
+    def __init__(self, currency: _Optional[str] = ..., total: _Optional[float] = ..., compute: _Optional[float] = ..., gateway: _Optional[float] = ..., cache: _Optional[float] = ..., avoided: _Optional[float] = ..., compute_ns: _Optional[int] = ..., price_book_version: _Optional[str] = ..., egress: _Optional[float] = ...) -> None: ...
 
 class ResponseInfo(_message.Message):
     __slots__ = ("request_id", "model", "placement", "cache_hit", "cost")

@@ -146,3 +146,68 @@ def test_bad_options_are_usage_errors(ledger_path: Path, args: list[str], expect
     result = runner.invoke(cost_app, ["report", *args, "--ledger", str(ledger_path)])
     assert result.exit_code == 2
     assert expected in result.output
+
+
+# --- formats, chart, ledger URL, reconciliation ---------------------------------------------
+
+
+def test_parquet_needs_an_output_file_and_writes_one(ledger_path: Path, tmp_path: Path) -> None:
+    result = runner.invoke(cost_app, ["report", "--by", "feature", "--format", "parquet", "--ledger", str(ledger_path)])
+    assert result.exit_code == 2 and "--output" in result.output
+    out = tmp_path / "report.parquet"
+    args = ["report", "--by", "feature", "--format", "parquet", "--ledger", str(ledger_path), "--output", str(out)]
+    result = runner.invoke(cost_app, args)
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table.column("feature").to_pylist() == ["home-feed", "search", None]
+    assert table.column("requests").to_pylist() == [2, 2, 4]
+
+
+def test_chart_option_draws_a_png(ledger_path: Path, tmp_path: Path) -> None:
+    chart = tmp_path / "cost.png"
+    result = runner.invoke(cost_app, ["report", "--by", "tenant", "--ledger", str(ledger_path), "--chart", str(chart)])
+    assert result.exit_code == 0, result.output
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    assert str(chart) in result.stderr
+
+
+def test_ledger_url_option(ledger_path: Path) -> None:
+    url = f"sqlite:///{ledger_path}"
+    result = runner.invoke(cost_app, ["report", "--by", "tenant", "--format", "csv", "--ledger-url", url])
+    assert result.exit_code == 0, result.output
+    assert csv_rows(result.stdout)[-1]["requests"] == "4"
+    both = runner.invoke(cost_app, ["report", "--ledger", str(ledger_path), "--ledger-url", url])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_reconciliation_command_without_windows(ledger_path: Path) -> None:
+    result = runner.invoke(cost_app, ["reconciliation", "--ledger", str(ledger_path)])
+    assert result.exit_code == 0, result.output
+    assert "No reconciled windows" in result.stderr
+
+
+def test_reconciliation_is_stated_under_the_table(ledger_path: Path) -> None:
+    from costing.price_book import load_price_book
+    from costing.reconciliation import TritonCompute, reconcile_window
+
+    book = load_price_book(Path(__file__).resolve().parents[2] / "costing" / "price_book.toml")
+    start = dt.datetime(2026, 11, 1, 10, 0, tzinfo=dt.UTC)
+    end = start + dt.timedelta(minutes=2)
+    with SqliteLedger(ledger_path) as ledger:
+        usage = ledger.owner_usage(start, end)
+        result = reconcile_window(start, end, usage, book, pools=["cpu-local"],
+                                  triton={"cpu-local": TritonCompute(3_000_000, 2_500_000, 2, 2)})  # fmt: skip
+        ledger.write_windows(result.windows, result.allocations)
+    table = runner.invoke(cost_app, ["report", "--by", "feature", "--ledger", str(ledger_path)])
+    assert table.exit_code == 0, table.output
+    assert "fully_loaded" in table.stdout
+    # 2 ms attributed (two requests of 1 ms) vs 2.5 ms compute_infer: -20 %.
+    assert "Reconciliation cpu-local: 1 windows" in table.stdout and "-20.0 %" in table.stdout
+    assert "identity exact" in table.stdout
+    as_json = runner.invoke(cost_app, ["report", "--by", "feature", "--format", "json", "--ledger", str(ledger_path)])
+    assert json.loads(as_json.stdout)[0]["cost_basis"] == "fully_loaded"
+    assert "-20.0 %" in as_json.stderr  # machines get clean JSON on stdout
+    summary = runner.invoke(cost_app, ["reconciliation", "--ledger", str(ledger_path)])
+    assert "-20.0 %" in summary.stdout and "(shared: storage + operations)" in summary.stdout

@@ -2,7 +2,7 @@
 
 The test book uses round prices so that each amount can be worked out by hand:
 cpu 0.036 $/vCPU-h = 1e-14 $/ns, gpu 3.6 $/GPU-h = 1e-12 $/ns, gateway 0.072 $/vCPU-h =
-2e-14 $/ns, cache 2 $ per million ops = 2e-6 $/op.
+2e-14 $/ns, cache 2 $ per million ops = 2e-6 $/op, egress 0.5 $/GB = 5e-10 $/byte.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def book() -> PriceBook:
             "effective_date": "2026-11-01",
             "gateway": {"usd_per_vcpu_hour": 0.072, "source": "test"},
             "cache": {"usd_per_million_ops": 2.0, "source": "test"},
+            "egress": {"usd_per_gb": 0.5, "source": "test"},
             "pools": {
                 "cpu-local": {
                     "device": "cpu",
@@ -76,6 +77,29 @@ def test_cache_hit_pays_gateway_and_cache_and_reports_what_it_avoided(book: Pric
     assert cost.compute_ns == 0
 
 
+def test_response_bytes_pay_egress_inside_the_total(book: PriceBook) -> None:
+    usage = Usage(
+        pool="cpu-local", model_compute_ns=2_000_000, gateway_cpu_ns=500_000, cache_ops=2, response_bytes=4_000
+    )
+    cost = price_request(usage, book)
+    assert cost.egress == pytest.approx(2e-6)  # 4000 bytes * 5e-10
+    assert cost.total == pytest.approx(2e-8 + 1e-8 + 4e-6 + 2e-6)
+    # A cache hit sends its bytes too.
+    hit = price_request(Usage(pool="", model_compute_ns=0, gateway_cpu_ns=0, cache_ops=1, response_bytes=2_000), book)
+    assert hit.egress == pytest.approx(1e-6) and hit.total == pytest.approx(2e-6 + 1e-6)
+
+
+def test_callers_that_know_no_bytes_pay_no_egress(book: PriceBook) -> None:
+    cost = price_request(Usage(pool="cpu-local", model_compute_ns=1, gateway_cpu_ns=1, cache_ops=1), book)
+    assert cost.egress == 0.0
+
+
+def test_one_gb_on_the_default_book_costs_the_internet_egress_price() -> None:
+    usage = Usage(pool="", model_compute_ns=0, gateway_cpu_ns=0, cache_ops=0, response_bytes=10**9)
+    cost = price_request(usage, load_price_book(DEFAULT_BOOK))
+    assert cost.egress == pytest.approx(0.09) and cost.total == pytest.approx(0.09)
+
+
 def test_gpu_pool_is_priced_per_gpu_hour(book: PriceBook) -> None:
     one_hour_ns = 3_600 * 10**9
     cost = price_request(Usage(pool="gpu-local", model_compute_ns=one_hour_ns, gateway_cpu_ns=0, cache_ops=0), book)
@@ -110,7 +134,9 @@ def test_request_that_ran_nothing_costs_nothing(book: PriceBook) -> None:
     "usage",
     [
         Usage(pool="tpu-remote", model_compute_ns=1, gateway_cpu_ns=1, cache_ops=0),
-        Usage(pool="", model_compute_ns=0, gateway_cpu_ns=1, cache_ops=1, avoided_compute_ns=1, avoided_pool="tpu-remote"),
+        Usage(
+            pool="", model_compute_ns=0, gateway_cpu_ns=1, cache_ops=1, avoided_compute_ns=1, avoided_pool="tpu-remote"
+        ),
     ],
     ids=["pool", "avoided_pool"],
 )
@@ -125,6 +151,7 @@ def test_unknown_pool_is_an_error_not_a_free_request(book: PriceBook, usage: Usa
         {"model_compute_ns": -1},
         {"gateway_cpu_ns": -1},
         {"cache_ops": -1},
+        {"response_bytes": -1},
         {"avoided_compute_ns": -1, "avoided_pool": "cpu-local"},
         {"pool": "", "model_compute_ns": 5},  # device time with no pool to price it on
         {"avoided_compute_ns": 5},  # avoided time with no pool

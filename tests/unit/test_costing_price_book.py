@@ -49,6 +49,46 @@ def test_default_prices_follow_their_cited_list_prices() -> None:
     assert "10,000 ops/s" in book.cache.source
 
 
+def test_default_infrastructure_and_operations_prices_follow_their_sources() -> None:
+    book = load_price_book(DEFAULT_BOOK)
+    # Provisioned capacity: one c7i.large (2 vCPU) and one g6.xlarge (1 GPU).
+    assert book.pool("cpu-local").provisioned_units == 2
+    assert book.pool("gpu-local").provisioned_units == 1
+    assert book.egress.usd_per_gb == pytest.approx(0.09) and "data transfer out" in book.egress.source
+    assert book.storage.usd_per_gb_month == pytest.approx(0.08) and "gp3" in book.storage.source
+    assert book.storage.provisioned_gb == 60
+    assert set(book.operations) == {"monitoring", "people"}
+    assert book.operations["monitoring"].usd_per_month == pytest.approx(18 * 3)
+    assert book.operations["people"].usd_per_month == pytest.approx(132_270 * 0.05 / 12)
+    assert "BLS" in book.operations["people"].source and "Assumed" in book.operations["people"].source
+    assert book.operations_usd_per_month == pytest.approx(54 + 132_270 * 0.05 / 12)
+    assert book.hours_per_month == 730
+
+
+def test_effective_dates_say_when_a_version_applies(tmp_path: Path) -> None:
+    dated = "effective_date = 2026-11-23\neffective_until = 2027-01-01"
+    book = load_price_book(write_variant(tmp_path, "effective_date = 2026-11-23", dated))
+    assert not book.in_effect_on(dt.date(2026, 11, 22))
+    assert book.in_effect_on(dt.date(2026, 11, 23)) and book.in_effect_on(dt.date(2026, 12, 31))
+    assert not book.in_effect_on(dt.date(2027, 1, 1))
+    assert load_price_book(DEFAULT_BOOK).in_effect_on(dt.date(2030, 1, 1))  # open-ended
+
+
+def test_a_book_without_the_new_sections_still_loads_with_nothing_priced(tmp_path: Path) -> None:
+    path = tmp_path / "book.toml"
+    path.write_text(
+        'version = "1"\ncurrency = "USD"\neffective_date = 2026-11-01\n'
+        '[gateway]\nusd_per_vcpu_hour = 0.04\nsource = "x"\n'
+        '[cache]\nusd_per_million_ops = 0.001\nsource = "y"\n'
+        '[pools.cpu-local]\ndevice = "cpu"\nunit = "vCPU"\nusd_per_unit_hour = 0.04\n'
+        'location = "public"\nsource = "z"\n',
+        encoding="utf-8",
+    )
+    book = load_price_book(path)
+    assert book.egress.usd_per_gb == 0 and book.storage.provisioned_gb == 0 and book.operations == {}
+    assert book.pool("cpu-local").provisioned_units == 0  # on demand: no idle capacity
+
+
 def test_unknown_pool_names_the_pool_and_the_known_ones() -> None:
     book = load_price_book(DEFAULT_BOOK)
     with pytest.raises(UnknownPoolError) as caught:
@@ -80,7 +120,13 @@ def test_negative_price_is_refused_with_its_key(tmp_path: Path) -> None:
         ('currency = "USD"', 'currency = "EUR"', "currency"),
         ('location = "private"', 'location = "moon"', "location"),
         ('device = "cpu"', 'devcie = "cpu"', "devcie"),  # a misspelt key is not ignored
-        ('version = "2026.11.0"', "version = 3", "version"),
+        ('version = "2026.11.1"', "version = 3", "version"),
+        ("provisioned_units = 2", "provisioned_units = -2", r"pools\.cpu-local\.provisioned_units"),
+        ("usd_per_gb = 0.09", "usd_per_gb = -0.09", r"egress\.usd_per_gb"),
+        ("provisioned_gb = 60", "provisioned_gb = inf", r"storage\.provisioned_gb"),
+        ("usd_per_month = 54.0", "usd_per_month = -54.0", r"operations\.monitoring\.usd_per_month"),
+        ("hours_per_month = 730", "hours_per_month = 0", "hours_per_month"),
+        ("effective_date = 2026-11-23", "effective_date = 2026-11-23\neffective_until = 2026-11-01", "effective_until"),
     ],
 )
 def test_invalid_values_are_refused(tmp_path: Path, old: str, new: str, expected: str) -> None:

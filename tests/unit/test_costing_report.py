@@ -77,20 +77,20 @@ def test_group_by_feature_sums_each_feature(ledger: SqliteLedger) -> None:
         assert row.cache_hits == sum(record.cache_hit for record in members)
         assert row.errors == sum(record.status != "OK" for record in members)
         assert row.compute_seconds == pytest.approx(sum(record.compute_ns for record in members) / 1e9)
-        assert row.cost == pytest.approx(math.fsum(record.cost_total for record in members))
+        assert row.direct == pytest.approx(math.fsum(record.cost_total for record in members))
         assert row.compute == pytest.approx(math.fsum(record.cost_compute for record in members))
         assert row.gateway == pytest.approx(math.fsum(record.cost_gateway for record in members))
         assert row.cache == pytest.approx(math.fsum(record.cost_cache for record in members))
         assert row.avoided == pytest.approx(math.fsum(record.cost_avoided for record in members))
-        assert row.cost_per_1k_requests == pytest.approx(row.cost / row.requests * 1000)
+        assert row.cost_per_1k_requests == pytest.approx(row.direct / row.requests * 1000)
         assert row.currency == "USD"
     # The totals row equals the sum of the records, and of the ledger.
     assert total.group == {"feature": None}
     assert total.requests == len(RECORDS) == 90
     assert total.cache_hits == 30
     assert total.errors == 13  # multiples of 7 in 0..89
-    assert total.cost == pytest.approx(math.fsum(record.cost_total for record in RECORDS), rel=1e-12)
-    assert total.cost == pytest.approx(ledger.total_cost(), rel=1e-12)
+    assert total.direct == pytest.approx(math.fsum(record.cost_total for record in RECORDS), rel=1e-12)
+    assert total.direct == pytest.approx(ledger.total_cost(), rel=1e-12)
     assert total.avoided == pytest.approx(30 * 2e-7)
 
 
@@ -108,14 +108,14 @@ def test_group_by_several_keys_including_day_and_cache_hit(ledger: SqliteLedger)
             and record.tenant == row.group["tenant"]
         ]
         assert row.requests == len(members) > 0
-        assert row.cost == pytest.approx(math.fsum(record.cost_total for record in members))
+        assert row.direct == pytest.approx(math.fsum(record.cost_total for record in members))
 
 
 def test_since_is_inclusive_and_until_exclusive(ledger: SqliteLedger) -> None:
     _, (total,) = split(build_report(ledger, ["feature"], since=dt.date(2026, 11, 2), until=dt.date(2026, 11, 3)))
     on_day_two = [record for record in RECORDS if record.timestamp.date() == dt.date(2026, 11, 2)]
     assert total.requests == len(on_day_two) == 30
-    assert total.cost == pytest.approx(math.fsum(record.cost_total for record in on_day_two))
+    assert total.direct == pytest.approx(math.fsum(record.cost_total for record in on_day_two))
     # A record exactly at `since` is in; one exactly at `until` is out.
     first_at_day_two = min(record.timestamp for record in on_day_two)
     window = build_report(ledger, [], since=first_at_day_two, until=first_at_day_two + dt.timedelta(minutes=2))
@@ -157,17 +157,22 @@ def test_csv_reads_back_to_the_same_numbers(ledger: SqliteLedger) -> None:
     parsed = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert list(parsed[0]) == [
         "row_type", "feature", "cache_hit", "requests", "cache_hits", "errors", "compute_seconds",
-        "cost", "compute", "gateway", "cache", "avoided", "cost_per_1k_requests", "currency",
+        "response_bytes", "direct", "compute", "gateway", "cache", "egress", "avoided", "overhead", "idle",
+        "storage", "operations", "fully_loaded", "cost_per_1k_requests", "fully_loaded_per_1k_requests",
+        "clicks", "conversions", "revenue", "cost_basis", "cost_per_conversion", "return_on_cost", "currency",
     ]  # fmt: skip
+    # No reconciled windows, no outcomes: those columns are empty, never a made-up zero.
+    assert {line["fully_loaded"] for line in parsed} == {""}
+    assert {line["cost_basis"] for line in parsed} == {"direct"}
     assert len(parsed) == len(rows)
     assert [line["row_type"] for line in parsed] == ["group"] * (len(rows) - 1) + ["total"]
     assert {line["cache_hit"] for line in parsed} == {"true", "false", ""}
     for line, row in zip(parsed, rows):
         assert int(line["requests"]) == row.requests
-        assert float(line["cost"]) == row.cost  # exact: floats are written in full
+        assert float(line["direct"]) == row.direct  # exact: floats are written in full
         assert float(line["cost_per_1k_requests"]) == row.cost_per_1k_requests
-    group_cost = math.fsum(float(line["cost"]) for line in parsed if line["row_type"] == "group")
-    assert group_cost == pytest.approx(float(parsed[-1]["cost"]), rel=1e-12)
+    group_cost = math.fsum(float(line["direct"]) for line in parsed if line["row_type"] == "group")
+    assert group_cost == pytest.approx(float(parsed[-1]["direct"]), rel=1e-12)
 
 
 def test_json_is_a_list_of_objects(ledger: SqliteLedger) -> None:
@@ -177,7 +182,7 @@ def test_json_is_a_list_of_objects(ledger: SqliteLedger) -> None:
     assert parsed[0]["row_type"] == "group" and parsed[0]["tenant"] == "acme"
     assert parsed[-1]["row_type"] == "total" and parsed[-1]["tenant"] is None
     assert parsed[-1]["requests"] == 90
-    assert parsed[-1]["cost"] == rows[-1].cost
+    assert parsed[-1]["direct"] == rows[-1].direct
     assert sum(item["requests"] for item in parsed[:-1]) == 90
 
 

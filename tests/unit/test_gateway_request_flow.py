@@ -9,6 +9,7 @@ from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
 from gateway.request_flow import INVALID_FEATURE, Caller, RequestFlow
 from gateway.result_cache import cache_key
+from gateway.servicer_support import payload_bytes
 from gateway.router import Placement
 from gateway.settings import Settings
 from gateway.settlement import SettledRequestError, Settlement
@@ -72,12 +73,15 @@ def book():
     return load_price_book(Settings().price_book_path)
 
 
-def make_flow(ledger, book, cache="memory"):
+def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_answer=False, durations=None):
     writer = LedgerWriter(ledger, flush_interval_s=60)
+    observe = (lambda rpc, seconds: durations.append((rpc, seconds))) if durations is not None else None
     flow = RequestFlow(
         cache=MemoryCache() if cache == "memory" else None,
-        settlement=Settlement(book, writer),
+        settlement=Settlement(book, writer, commit_before_answer=commit_before_answer, observe_duration=observe),
         default_deadline_s=1.5,
+        payload_bytes=payload_bytes,
+        budget_check=budget_check,
     )
     return flow, writer
 
@@ -162,3 +166,63 @@ async def test_an_unready_pool_is_named_in_the_error(ledger, book):
     with pytest.raises(SettledRequestError) as raised:
         await recommend(flow, ScriptedRoute(ready=False))
     assert "127.0.0.1:1" in raised.value.message
+
+
+async def test_the_response_bytes_are_priced_as_egress_on_misses_and_hits(ledger, book):
+    route = ScriptedRoute()
+    flow, writer = make_flow(ledger, book)
+    miss = await recommend(flow, route, k=5)
+    hit = await recommend(flow, route, k=5)
+    await writer.close()
+    size = payload_bytes(miss.answer)
+    assert size > 5 * len("TITLE 0")
+    for done in (miss, hit):
+        assert done.info.cost.egress == pytest.approx(size * book.egress.usd_per_gb / 1e9)
+    records = {r.request_id: r for r in ledger.records()}
+    assert {r.response_bytes for r in records.values()} == {size}
+    assert records[miss.info.request_id].cost_egress == pytest.approx(miss.info.cost.egress)
+    assert records[miss.info.request_id].route_reason == "primary"
+
+
+class SpentBudget:
+    shed = True
+    message = "monthly budget of feature 'home_feed' is spent: 51 of 50 USD"
+
+
+class OpenBudget:
+    shed = False
+    message = ""
+
+
+async def test_a_spent_budget_sheds_its_feature_with_resource_exhausted_and_still_records_it(ledger, book):
+    route = ScriptedRoute()
+    flow, writer = make_flow(ledger, book, budget_check=lambda f, t: SpentBudget() if f == "home_feed" else OpenBudget())
+    with pytest.raises(SettledRequestError) as shed:
+        await recommend(flow, route, feature="home_feed")
+    served = await recommend(flow, route, feature="cart_upsell")
+    await writer.close()
+    assert shed.value.status == "RESOURCE_EXHAUSTED" and "home_feed" in shed.value.message
+    assert len(route.calls) == 1 and served.info.cost.compute > 0
+    statuses = {r.feature: r.status for r in ledger.records()}
+    assert statuses == {"home_feed": "RESOURCE_EXHAUSTED", "cart_upsell": "OK"}
+
+
+async def test_commit_before_answer_writes_the_record_before_the_caller_gets_it(ledger, book):
+    route = ScriptedRoute()
+    durations = []
+    flow, writer = make_flow(ledger, book, commit_before_answer=True, durations=durations)
+    done = await recommend(flow, route)
+    assert [r.request_id for r in ledger.records()] == [done.info.request_id], "written before the answer"
+    with pytest.raises(SettledRequestError) as failed:
+        await recommend(flow, route, k=0)
+    assert ledger.count() == 2 and failed.value.info.request_id in {r.request_id for r in ledger.records()}
+    assert [rpc for rpc, _ in durations] == ["Recommend", "Recommend"] and all(s > 0 for _, s in durations)
+    await writer.close()
+
+
+async def test_without_commit_before_answer_records_wait_for_the_flush(ledger, book):
+    flow, writer = make_flow(ledger, book)
+    await recommend(flow, ScriptedRoute())
+    assert ledger.count() == 0 and writer.pending == 1
+    await writer.close()
+    assert ledger.count() == 1

@@ -1,0 +1,169 @@
+"""Everything the gateway needs from costing, wired from the settings in one object.
+
+    accounting = CostAccounting.from_settings(settings, book)
+    await accounting.start(triton_clients={"cpu-local": [aio_client, ...]})  # in the event loop
+    settlement = Settlement(book, accounting.writer)     # records -> ledger, metrics, budgets
+    decision = accounting.should_shed(feature, tenant)   # before serving: RESOURCE_EXHAUSTED if .shed
+    outcome = accounting.outcomes.build(...); await accounting.outcomes.record(outcome)
+    rows = await accounting.report(["feature"], since, until)   # the CostReport RPC
+    await accounting.close()                             # on shutdown: final flush, nothing lost
+
+Each part also works alone (``LedgerWriter``, ``CostMetrics``, ``BudgetTracker``,
+``OutcomeStore``, ``WindowReconciler``); this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from costing.budgets import BudgetDecision, BudgetTracker, refresh_from_ledger
+from costing.ledger import LedgerWriter, SqlLedger, open_ledger, sqlite_url
+from costing.metrics import CostMetrics, MetricsServer, start_metrics_server
+from costing.outcomes import OutcomeStore
+from costing.price_book import PriceBook
+from costing.reconciler import WindowReconciler
+from costing.reconciliation import WindowResult
+from costing.report import ReportRow, build_report
+from costing.triton_stats import StatsClient, TritonStatsPoller
+
+log = logging.getLogger(__name__)
+
+
+def ledger_url_of(settings: Any) -> str:
+    """The ledger URL the settings name: ``ledger_url``, else SQLite at ``ledger_path``."""
+    return settings.ledger_url or sqlite_url(settings.ledger_path)
+
+
+def open_settings_ledger(settings: Any, *, create: bool = True) -> SqlLedger:
+    return open_ledger(ledger_url_of(settings), create=create, schema=settings.ledger_schema)
+
+
+class CostAccounting:
+    """The ledger, its writer, the cost metrics, the budgets, the outcomes and the per-window
+    reconciliation of one gateway process."""
+
+    def __init__(self, settings: Any, book: PriceBook, ledger: SqlLedger, metrics: CostMetrics) -> None:
+        self.settings = settings
+        self.book = book
+        self.ledger = ledger
+        self.metrics = metrics
+        self.budgets = BudgetTracker(settings.budgets, alert_ratios=settings.budget_alert_ratios, metrics=metrics)
+        self.writer = LedgerWriter(
+            ledger, settings.ledger_flush_interval_s, observers=(metrics.observe, self.budgets.observe)
+        )
+        self.outcomes = OutcomeStore(ledger, book.currency)
+        self.reconciler: WindowReconciler | None = None
+        self._metrics_server: MetricsServer | None = None
+        self._budget_task: asyncio.Task[None] | None = None
+        self._own_clients: list[Any] = []
+
+    @classmethod
+    def from_settings(cls, settings: Any, book: PriceBook, metrics: CostMetrics | None = None) -> CostAccounting:
+        """Open the ledger the settings name (creating its schema); nothing runs until start()."""
+        return cls(settings, book, open_settings_ledger(settings), metrics or CostMetrics())
+
+    async def start(self, triton_clients: Mapping[str, Sequence[StatsClient]] | None = None) -> None:
+        """Start the periodic ledger flush, the metrics exporter (``metrics_port``), the budget
+        refresh and, with ``reconciliation_enabled``, the reconciliation of the pools of
+        ``triton_clients`` (pool -> one tritonclient per endpoint; default: clients made here
+        for ``settings.effective_pools()``)."""
+        settings = self.settings
+        self.writer.start()
+        self._metrics_server = start_metrics_server(self.metrics, settings.metrics_port, settings.metrics_host)
+        if self.budgets.budgets:
+            await self.refresh_budgets()
+            self._budget_task = asyncio.get_running_loop().create_task(self._refresh_budgets_periodically())
+        if settings.reconciliation_enabled:
+            clients = triton_clients if triton_clients is not None else self._make_clients()
+            await self._start_reconciler(clients)
+
+    def should_shed(self, feature: str, tenant: str) -> BudgetDecision:
+        """Whether a call of ``feature`` for ``tenant`` must be shed (RESOURCE_EXHAUSTED, with
+        ``decision.message``) because a budget with ``shed`` is spent."""
+        return self.budgets.should_shed(feature, tenant)
+
+    async def refresh_budgets(self) -> None:
+        """Re-read month-to-date spend from the ledger (records older than two flush intervals)."""
+        lag_s = 2 * self.settings.ledger_flush_interval_s
+        await asyncio.to_thread(refresh_from_ledger, self.budgets, self.ledger, lag_s)
+
+    async def report(
+        self, by: Sequence[str], since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
+    ) -> list[ReportRow]:
+        """The cost report rows (``costing.report.build_report``), off the event loop."""
+        return await asyncio.to_thread(build_report, self.ledger, by, since, until)
+
+    async def close(self) -> None:
+        """Stop everything and write what is buffered (raises if that last write fails)."""
+        if self.reconciler is not None:
+            await self.reconciler.close()
+        if self._budget_task is not None:
+            self._budget_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._budget_task
+        for client in self._own_clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        await self.writer.close()
+        self.ledger.close()
+
+    async def _start_reconciler(self, clients: Mapping[str, Sequence[StatsClient]]) -> None:
+        settings = self.settings
+        if settings.reconciliation_grace_s < 2 * settings.ledger_flush_interval_s:
+            log.warning(
+                "reconciliation_grace_s %.1f s is under two ledger flush intervals (%.1f s): windows may miss records",
+                settings.reconciliation_grace_s, 2 * settings.ledger_flush_interval_s,
+            )  # fmt: skip
+        models = (settings.recommender_model, settings.search_model)
+        pollers = [
+            TritonStatsPoller(pool_clients, models, pool, expand_ensembles=True)
+            for pool, pool_clients in clients.items()
+            if pool_clients
+        ]
+        self.reconciler = WindowReconciler(
+            self.ledger,
+            self.book,
+            pollers,
+            window_s=settings.reconciliation_window_s,
+            grace_s=settings.reconciliation_grace_s,
+            on_window=self._observe_window,
+        )
+        self.reconciler.start()
+
+    def _observe_window(self, result: WindowResult) -> None:
+        for window in result.windows:
+            difference = window.attributed_vs_triton_difference
+            if difference is None:
+                continue
+            self.metrics.observe_difference(window.pool, difference)
+            if abs(difference) > self.settings.reconciliation_tolerance:
+                log.warning(
+                    "pool %s window %s: attributed compute differs from Triton's by %+.1f %% (tolerance %.1f %%)",
+                    window.pool, window.window_start.isoformat(), 100 * difference,
+                    100 * self.settings.reconciliation_tolerance,
+                )  # fmt: skip
+
+    def _make_clients(self) -> dict[str, list[Any]]:
+        import tritonclient.grpc.aio as triton_aio
+
+        clients: dict[str, list[Any]] = {}
+        for pool in self.settings.effective_pools():
+            made = [triton_aio.InferenceServerClient(url=endpoint) for endpoint in pool.endpoints]
+            self._own_clients += made
+            clients[pool.name] = made
+        return clients
+
+    async def _refresh_budgets_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.budget_refresh_s)
+            try:
+                await self.refresh_budgets()
+            except Exception:  # noqa: BLE001 - keep the last figures; try again next time
+                log.exception("budget refresh from the ledger failed")

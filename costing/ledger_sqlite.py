@@ -1,0 +1,89 @@
+"""The embedded ledger: one SQLite file (stdlib sqlite3, WAL mode).
+
+The default for a single gateway. Several replicas need the shared ``PostgresLedger``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from costing.ledger_schema import COST_RECORDS, SQLITE, TABLES, migrations
+from costing.ledger_sql import LedgerError, SqlLedger, schema_statements
+
+T = TypeVar("T")
+
+
+class SqliteLedger(SqlLedger):
+    """The ledger in one SQLite file. One connection, guarded by a lock, so that it can be used
+    from a worker thread (``asyncio.to_thread``) as well as from the thread that made it."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        """Open the ledger at ``path``; with ``create`` make its directory and schema if needed,
+        without it raise LedgerError unless an existing ledger is there (for read-only use).
+        An older ledger is upgraded in place (missing tables and columns are added)."""
+        self.path = Path(path)
+        self.description = str(self.path)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_file():
+            raise LedgerError(f"no cost ledger at {self.path}")
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            if not create:
+                self._require_ledger()
+            self._prepare()
+        except (sqlite3.DatabaseError, LedgerError) as exc:
+            self._conn.close()
+            if isinstance(exc, LedgerError):
+                raise
+            raise LedgerError(f"{self.path} is not a usable cost ledger: {exc}") from exc
+
+    def _require_ledger(self) -> None:
+        if not self._columns(COST_RECORDS.name):
+            raise LedgerError(
+                f"{self.path} is not a cost ledger (missing columns: {', '.join(COST_RECORDS.column_names)})"
+            )
+
+    def _prepare(self) -> None:
+        # WAL: the report CLI can read while the gateway writes. synchronous=FULL: a committed
+        # batch survives power loss; it costs one fsync per batch, i.e. per flush interval.
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        with self._conn:
+            for table in TABLES:
+                existing = self._columns(table.name)
+                if not existing:
+                    continue
+                try:
+                    missing = migrations(table, existing)
+                except ValueError as exc:
+                    raise LedgerError(f"{self.path} is not a cost ledger ({exc})") from None
+                for column in missing:
+                    self._conn.execute(SQLITE.add_column(table, column))
+            for statement in schema_statements(SQLITE):
+                self._conn.execute(statement)
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+
+    def _run(self, work: Callable[[Any], T]) -> T:
+        with self._lock, self._conn:
+            cursor = self._conn.cursor()
+            try:
+                return work(cursor)
+            finally:
+                cursor.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteLedger:
+        return self

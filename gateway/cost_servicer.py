@@ -1,0 +1,128 @@
+"""gRPC servicer of tollgate.v1.CostService: the cost report and outcomes, over the ledger.
+
+The report is ``costing.report.build_report`` (the same rows as ``tollgate cost report``);
+outcomes go through ``costing.outcomes.OutcomeStore``. Caller mistakes are INVALID_ARGUMENT
+naming the field; a ledger that cannot be read or written is UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import NoReturn
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from costing.accounting import CostAccounting
+from costing.ledger import LedgerError
+from costing.records import OUTCOME_KINDS
+from costing.report import ReportRow, check_group_keys
+from gateway.api import cost_pb2
+from gateway.lenient_decoding import UndecodableRequest
+
+SERVICE = cost_pb2.DESCRIPTOR.services_by_name["CostService"]
+MAX_OUTCOME_ID_CHARS = 128
+
+
+class CostServicer:
+    def __init__(self, accounting: CostAccounting) -> None:
+        self._accounting = accounting
+
+    async def CostReport(
+        self, request: cost_pb2.CostReportRequest | UndecodableRequest, context: grpc.aio.ServicerContext
+    ) -> cost_pb2.CostReportResponse:
+        if isinstance(request, UndecodableRequest):
+            await _invalid(context, request.field, request.problem)
+        try:
+            by = check_group_keys(list(request.by))
+        except ValueError as error:
+            await _invalid(context, "by", str(error))
+        since = _time_of(request, "since")
+        until = _time_of(request, "until")
+        if since is not None and until is not None and until <= since:
+            await _invalid(context, "until", f"must be after since ({since.isoformat()})")
+        try:
+            rows = await self._accounting.report(by, since, until)
+        except LedgerError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cost ledger unavailable: {error}")
+        return cost_pb2.CostReportResponse(rows=[_row(row) for row in rows])
+
+    async def RecordOutcome(
+        self, request: cost_pb2.RecordOutcomeRequest | UndecodableRequest, context: grpc.aio.ServicerContext
+    ) -> cost_pb2.RecordOutcomeResponse:
+        if isinstance(request, UndecodableRequest):
+            await _invalid(context, request.field, request.problem)
+        for field in ("outcome_id", "request_id"):
+            value = getattr(request, field)
+            if not value.strip():
+                await _invalid(context, field, "is required")
+            if len(value) > MAX_OUTCOME_ID_CHARS:
+                await _invalid(context, field, f"at most {MAX_OUTCOME_ID_CHARS} characters, got {len(value)}")
+        if request.kind not in OUTCOME_KINDS:
+            await _invalid(context, "kind", f"must be one of {', '.join(OUTCOME_KINDS)}, got {request.kind!r}")
+        if not math.isfinite(request.revenue) or request.revenue < 0:
+            await _invalid(context, "revenue", f"must be a finite amount >= 0, got {request.revenue}")
+        outcomes = self._accounting.outcomes
+        try:
+            outcome = outcomes.build(
+                request.outcome_id,
+                request.request_id,
+                request.kind,
+                revenue=request.revenue,
+                currency=request.currency,
+                timestamp=_time_of(request, "occurred_at"),
+            )
+        except ValueError as error:  # the currency: build names the field in its message
+            field, _, problem = str(error).partition(": ")
+            await _invalid(context, field if problem else "currency", problem or str(error))
+        try:
+            created = await outcomes.record(outcome)
+        except LedgerError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cost ledger unavailable: {error}")
+        return cost_pb2.RecordOutcomeResponse(created=created)
+
+
+async def _invalid(context: grpc.aio.ServicerContext, field: str, problem: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
+    raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
+
+
+def _time_of(message: object, field: str) -> dt.datetime | None:
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def _row(row: ReportRow) -> cost_pb2.CostReportRow:
+    allocated = row.allocated
+    return cost_pb2.CostReportRow(
+        group={key: "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+               for key, value in row.group.items()},
+        is_total=row.is_total,
+        currency=row.currency,
+        requests=row.requests,
+        cache_hits=row.cache_hits,
+        errors=row.errors,
+        compute_seconds=row.compute_seconds,
+        direct=row.direct,
+        compute=row.compute,
+        gateway=row.gateway,
+        cache=row.cache,
+        egress=row.egress,
+        avoided=row.avoided,
+        reconciled=allocated is not None,
+        overhead=allocated.overhead if allocated else 0.0,
+        idle=allocated.idle if allocated else 0.0,
+        storage=allocated.storage if allocated else 0.0,
+        operations=allocated.operations if allocated else 0.0,
+        fully_loaded=row.fully_loaded or 0.0,
+        cost_basis=row.cost_basis,
+        cost_per_1k_requests=row.fully_loaded_per_1k_requests or row.cost_per_1k_requests,
+        clicks=row.clicks,
+        conversions=row.conversions,
+        revenue=row.revenue,
+        cost_per_conversion=row.cost_per_conversion or 0.0,
+        return_on_cost=row.return_on_cost or 0.0,
+    )  # fmt: skip
