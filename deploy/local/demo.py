@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from costing.chart import write_cost_chart
 from costing.ledger import SqliteLedger
 from costing.report import build_report as build_cost_report
 from costing.report import render
@@ -33,6 +35,10 @@ from pipeline.search.config import SearchPipelineSettings
 log = logging.getLogger("tollgate.demo")
 app = typer.Typer(add_completion=False)
 REPORT_WIDTH = 180
+# Short reconciliation windows, so that a demo of a minute reconciles several of them (the
+# default is a minute); the grace stays above two ledger flush intervals.
+DEMO_WINDOW_S = 10.0
+DEMO_GRACE_S = 2.5
 
 
 @app.command()
@@ -52,7 +58,8 @@ def main(
     data = load_clean_data(settings.data_dir / PipelineSettings().dataset_file)
     calls = plan_calls(data.interactions, requests, seed) + plan_searches(data.interactions, data.titles, searches, seed)
     random.Random(seed).shuffle(calls)
-    with local_stack(settings, "demo", fresh_ledger=True) as stack:
+    windows = {"reconciliation_window_s": DEMO_WINDOW_S, "reconciliation_grace_s": DEMO_GRACE_S}
+    with local_stack(settings, "demo", fresh_ledger=True, gateway_settings=windows) as stack:
         console.print(
             f"[bold]Sending {requests} Recommend and {searches} Search calls to {stack.gateway_address} "
             f"(concurrency {concurrency})"
@@ -60,6 +67,7 @@ def main(
         started = time.perf_counter()
         outcomes = asyncio.run(drive(stack.gateway_address, calls, concurrency, deadline_s))
         duration_s = time.perf_counter() - started
+        _wait_for_reconciliation(console)
     # The stack is stopped here: the gateway has drained and flushed its ledger and spans.
     eval_figures = json.loads(model_paths().eval_file.read_text())
     report = build_report(
@@ -74,12 +82,28 @@ def main(
         ),
     )
     print_report(report, console)
-    console.print(f"[bold]What finance pulls:[/bold] tollgate cost report --by rpc,feature --ledger {stack.ledger_path}")
-    console.print(render(build_cost_report(SqliteLedger(stack.ledger_path), ["rpc", "feature"], None, None), "table"))
+    ledger = SqliteLedger(stack.ledger_path)
+    console.print(
+        f"[bold]What finance pulls:[/bold] tollgate cost report --by feature --ledger {stack.ledger_path}\n"
+        "direct = priced on each request; overhead, idle, storage and operations = the reconciled windows' "
+        "rest of the bill, allocated by usage; fully_loaded = their sum"
+    )
+    console.print(render(build_cost_report(ledger, ["feature"], None, None), "table"))
+    by_day = build_cost_report(ledger, ["day", "feature"], None, None)
+    chart_path = write_cost_chart(by_day, stack.log_dir.parent / "cost-by-feature.png")
+    report["cost_chart"] = str(chart_path)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {report_path}")
+    console.print(f"wrote {report_path} and the chart {chart_path}")
     if report["errors"]:
         raise typer.Exit(1)
+
+
+def _wait_for_reconciliation(console: Console) -> None:
+    """Keep the gateway up until the window holding the last call has been reconciled."""
+    window_end = math.ceil(time.time() / DEMO_WINDOW_S) * DEMO_WINDOW_S
+    wait_s = window_end + DEMO_GRACE_S + 1.0 - time.time()
+    console.print(f"waiting {wait_s:.0f} s for the reconciliation of the last {DEMO_WINDOW_S:.0f}-second window")
+    time.sleep(wait_s)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,20 @@ class GatewayProcess:
                 time.sleep(0.2)
         raise RuntimeError(f"gateway on {self.address} not healthy after {timeout_s}s; see {self._log_path}")
 
+    @property
+    def pid(self) -> int | None:
+        """The gateway's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def kill(self) -> int:
+        """SIGKILL, as a crash would: nothing is drained or flushed. Returns the exit code."""
+        if self._process is None:
+            return 0
+        self._process.kill()
+        code = self._process.wait()
+        self._process = None
+        return code
+
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM (the gateway drains and flushes its ledger), SIGKILL if it hangs; returns the exit code."""
         if self._process is None:

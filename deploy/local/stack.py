@@ -36,11 +36,17 @@ class RunningStack:
 
 @contextlib.contextmanager
 def local_stack(
-    settings: Settings, run_name: str, *, fresh_ledger: bool, gateway_port: int | None = None
+    settings: Settings,
+    run_name: str,
+    *,
+    fresh_ledger: bool,
+    gateway_port: int | None = None,
+    gateway_settings: dict[str, object] | None = None,
 ) -> Iterator[RunningStack]:
     """Starts what is missing and yields the addresses; ``run_name`` names the folder under
     ``settings.run_dir`` that holds this run's logs, ledger and spans. The gateway listens on
-    ``gateway_port``, or on a free port when it is None."""
+    ``gateway_port``, or on a free port when it is None; ``gateway_settings`` overrides its
+    settings (field name -> value)."""
     run_dir = settings.run_dir / run_name
     log_dir = run_dir / "logs"
     ledger_path, trace_file = run_dir / "ledger.sqlite", run_dir / "spans.jsonl"
@@ -61,6 +67,7 @@ def local_stack(
             ledger_path=ledger_path,
             trace_exporter=_local_trace_exporter(settings),
             trace_file=trace_file,
+            **(gateway_settings or {}),
         )
         log.info("starting the gateway on 127.0.0.1:%d", gateway_port)
         gateway = stack.enter_context(GatewayProcess(gateway_port, env, log_dir / "gateway.log").start())

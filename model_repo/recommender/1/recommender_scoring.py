@@ -165,7 +165,10 @@ class Int8GemmItemTable(ItemTable):
         return torch.cat([users / norms, norms], dim=1).contiguous()
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
-        raw = torch.ops.quantized.linear_dynamic(torch.cat([users[:, :-1], self.anchor]), self.packed)
+        # reduce_range (7-bit activations), as torch's own dynamic quantization does for FBGEMM:
+        # without VNNI, FBGEMM's u8 x s8 multiply-add saturates in int16 (seen on an AVX2-only
+        # CPU: 22 % max score error with full range, 1.5 % with reduce_range).
+        raw = torch.ops.quantized.linear_dynamic(torch.cat([users[:, :-1], self.anchor]), self.packed, True)
         return torch.addcmul(self.bias, raw[:-1], users[:, -1:])
 
     def nbytes(self) -> int:
