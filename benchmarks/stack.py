@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
+from deploy.local.redis import delete_prefixed as delete_redis_prefixed
 from deploy.local.redis import ensure_redis
 from deploy.local.triton import TritonServer
 from gateway.settings import Settings
@@ -27,7 +27,6 @@ from pipeline.search.config import SearchPipelineSettings
 log = logging.getLogger(__name__)
 
 CACHE_PREFIX_ROOT = "tollgate-bench:"
-_DELETE_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -90,20 +89,7 @@ class RunningBench:
 def delete_prefixed(redis_url: str, prefix: str) -> int:
     if not prefix.startswith(CACHE_PREFIX_ROOT) or len(prefix) <= len(CACHE_PREFIX_ROOT):
         raise ValueError(f"refusing to delete keys outside a bench prefix: {prefix!r}")
-    client = redis.Redis.from_url(redis_url)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}*", count=_DELETE_BATCH):
-            batch.append(key)
-            if len(batch) >= _DELETE_BATCH:
-                deleted += client.delete(*batch)
-                batch.clear()
-        if batch:
-            deleted += client.delete(*batch)
-    finally:
-        client.close()
-    return deleted
+    return delete_redis_prefixed(redis_url, prefix)
 
 
 @contextlib.contextmanager

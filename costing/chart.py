@@ -41,10 +41,12 @@ def write_cost_chart(rows: Sequence[ReportRow], path: Path) -> Path:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     bottom = [0.0] * len(days)
+    positions = list(range(len(days)))  # days as labels of plain positions, not parsed as dates
     for feature in sorted(cost):
         heights = [cost[feature].get(day, 0.0) for day in days]
-        axes.bar(days, heights, bottom=bottom, label=feature)
+        axes.bar(positions, heights, bottom=bottom, label=feature)
         bottom = [base + height for base, height in zip(bottom, heights)]
+    axes.set_xticks(positions, days)
     currency = next(iter(currencies), "USD")
     kind = "fully-loaded" if fully_loaded else "direct"
     axes.set_title(f"Cost per feature per day ({kind})")

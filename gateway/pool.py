@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import tritonclient.grpc as triton_grpc
@@ -58,8 +59,13 @@ class Pool:
     rank: int
     max_in_flight: int
     endpoints: list[Endpoint]
+    # How long an observed latency counts: a pool judged slow gets no calls to prove it is
+    # fast again, so once its last observation is this old its latency is unknown again and
+    # the policy tries it.
+    latency_memory_s: float = 5.0
     in_flight: int = 0
     latency_ms: float | None = None
+    latency_observed_s: float = 0.0  # time.monotonic() of the last observation
     compute_ns: dict[str, float] = field(default_factory=dict)
 
     def pick(self, model: str, tried: set[Endpoint]) -> Endpoint | None:
@@ -77,12 +83,19 @@ class Pool:
             healthy=self.pick(model, tried) is not None,
             in_flight=self.in_flight,
             max_in_flight=self.max_in_flight,
-            latency_ms=self.latency_ms,
+            latency_ms=self.recent_latency_ms(),
             compute_ns=self.compute_ns.get(model),
         )
 
     def observe_latency(self, latency_ms: float) -> None:
-        self.latency_ms = _ewma(self.latency_ms, latency_ms)
+        self.latency_ms = _ewma(self.recent_latency_ms(), latency_ms)
+        self.latency_observed_s = time.monotonic()
+
+    def recent_latency_ms(self) -> float | None:
+        """The moving average of recent latency; None when there was no call for latency_memory_s."""
+        if time.monotonic() - self.latency_observed_s > self.latency_memory_s:
+            return None
+        return self.latency_ms
 
     def observe_compute(self, model: str, compute_ns: int) -> None:
         self.compute_ns[model] = _ewma(self.compute_ns.get(model), float(compute_ns))

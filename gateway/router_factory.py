@@ -38,6 +38,7 @@ def build_router(settings: Settings, book: PriceBook, model_names: list[str]) ->
                 rank=rank,
                 max_in_flight=config.max_in_flight,
                 endpoints=endpoints,
+                latency_memory_s=settings.latency_memory_s,
             )
         )
     budget = RetryBudget(

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     latency_objective_ms: float = Field(
         50.0, gt=0, description="Latency objective of cheapest_within_slo, on the pools' recent latency."
     )
+    latency_memory_s: float = Field(
+        5.0, gt=0, description="A pool's observed latency is forgotten after this long without calls there, "
+        "so a pool once too slow for the objective is tried again.",
+    )
     max_attempts: int = Field(3, ge=1, description="Attempts per call across pools (1 = no retry).")
     retry_budget_ratio: float = Field(0.2, ge=0, description="Retries at most this share of recent requests...")
     retry_budget_min_per_window: int = Field(10, ge=0, description="...but always this many per window.")

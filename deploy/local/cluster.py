@@ -22,7 +22,6 @@ Run: ``make cluster`` (or ``python -m deploy.local.cluster --help``).
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import logging
@@ -41,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import typer
 
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
-from deploy.local.redis import ensure_redis
-from deploy.local.stack import SERVED_MODELS
+from deploy.local.redis import delete_prefixed, ensure_redis
+from deploy.local.stack import start_tritons
 from deploy.local.triton import TritonServer
 from deploy.tools import toolchain
 from gateway.settings import REPO_ROOT, Settings, get_settings
@@ -322,7 +322,7 @@ def local_cluster(
         ledger_url = stack.enter_context(
             postgres_database(postgres_admin_url, f"tollgate_cluster_{run_id}", keep=keep_database)
         )
-        tritons = _start_tritons(settings.model_repository, log_dir, stack)
+        tritons = start_tritons(settings.model_repository, POOLS, log_dir, stack)
         pools = [
             {"name": pool, "endpoints": [server.grpc_url], "max_in_flight": 64} for pool, server in tritons.items()
         ]
@@ -385,22 +385,6 @@ def local_cluster(
         )
 
 
-def _start_tritons(model_repository: Path, log_dir: Path, stack: contextlib.ExitStack) -> dict[str, TritonServer]:
-    """One Triton per pool, started side by side (each takes seconds to load the models)."""
-    servers = {
-        pool: TritonServer(model_repository, models=SERVED_MODELS, log_path=log_dir / f"triton-{pool}.log")
-        for pool in POOLS
-    }
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(servers)) as pool_executor:
-        futures = {pool: pool_executor.submit(server.start) for pool, server in servers.items()}
-        for pool, future in futures.items():
-            stack.callback(servers[pool].stop)
-        for pool, future in futures.items():
-            future.result()
-            log.info("triton %s on %s (metrics %s)", pool, servers[pool].grpc_url, servers[pool].metrics_url)
-    return servers
-
-
 def _stop_replicas(replicas: list[ReplicaProcess]) -> None:
     # On Ctrl-C the terminal's SIGINT reaches the gateways too: they drain and flush, then
     # our SIGTERM finds them past their handlers and ends them (-15), which is not a failure.
@@ -412,13 +396,8 @@ def _stop_replicas(replicas: list[ReplicaProcess]) -> None:
 
 
 def _delete_cache_keys(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
+        delete_prefixed(redis_url, prefix)
     except redis.RedisError as exc:
         log.warning("could not delete the cluster's cache keys: %s", exc)
 

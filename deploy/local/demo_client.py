@@ -23,6 +23,7 @@ class CallOutcome:
     avoided: float = 0.0
     compute_ns: int = 0
     pool: str = ""
+    route_reason: str = ""  # why that pool (primary, fallback, overflow, retry); "" on a cache hit
     device: str = ""
     model: str = ""
     model_version: str = ""
@@ -70,6 +71,7 @@ async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, call:
         avoided=info.cost.avoided,
         compute_ns=info.cost.compute_ns,
         pool=info.placement.pool,
+        route_reason=info.placement.reason,
         device=info.placement.device,
         model=info.model.name,
         model_version=info.model.version,

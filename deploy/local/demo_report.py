@@ -68,13 +68,14 @@ def build_report(
 ) -> dict[str, Any]:
     by_feature: dict[str, list[CallOutcome]] = defaultdict(list)
     by_rpc: dict[str, list[CallOutcome]] = defaultdict(list)
-    by_pool: dict[str, int] = defaultdict(int)
+    by_pool: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     errors_by_status: dict[str, int] = defaultdict(int)
     for outcome in outcomes:
         by_feature[outcome.call.feature].append(outcome)
         by_rpc[outcome.call.rpc].append(outcome)
         if outcome.status == "OK":
-            by_pool[outcome.pool] += 1
+            if not outcome.cache_hit:
+                by_pool[outcome.pool][outcome.route_reason] += 1
         else:
             errors_by_status[outcome.status] += 1
     overall = _feature_summary(outcomes)
@@ -95,7 +96,8 @@ def build_report(
         "cost_by_feature": {feature: summary["cost_usd"] for feature, summary in feature_summaries.items()},
         "by_feature": feature_summaries,
         "by_rpc": _summaries(by_rpc),
-        "requests_by_pool": dict(by_pool),
+        # Model calls (cache misses) per pool and why that pool: primary, overflow, fallback, retry.
+        "model_calls_by_pool": {pool: dict(reasons) for pool, reasons in sorted(by_pool.items())},
         "ledger_total_cost_usd": ledger.total_cost(),
         "ledger_records": ledger.count(),
         "spans_with_cost": count_spans_with_cost(trace_file),
@@ -174,7 +176,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print(
         f"throughput {report['throughput_rps']} req/s at concurrency {report['concurrency']}; "
-        f"requests by pool {report['requests_by_pool']}; "
+        f"model calls by pool and reason {report['model_calls_by_pool']}; "
         f"ledger total {report['ledger_total_cost_usd']:.6e} USD over {report['ledger_records']} records; "
         f"{report['spans_with_cost']} spans carry a cost"
     )

@@ -77,3 +77,28 @@ def ensure_redis(url: str, log_dir: Path, start_timeout_s: float = 10.0) -> Redi
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"redis-server did not come up on {host}:{port}; see {log_dir}")
+
+
+# Keys deleted per DEL command when a run cleans up its own cache keys.
+DELETE_BATCH = 500
+
+
+def delete_prefixed(url: str, prefix: str) -> int:
+    """Deletes the keys under ``prefix`` (a run's own: never anybody else's) and returns how
+    many. ``prefix`` must name a run, not be a bare namespace."""
+    if not prefix.rstrip(":") or ":" not in prefix.rstrip(":"):
+        raise ValueError(f"refusing to delete keys under the broad prefix {prefix!r}")
+    client = redis.Redis.from_url(url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=DELETE_BATCH):
+            batch.append(key)
+            if len(batch) >= DELETE_BATCH:
+                deleted += client.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += client.delete(*batch)
+    finally:
+        client.close()
+    return deleted

@@ -21,7 +21,7 @@ def main() -> None:
     with local_stack(settings, "serve", fresh_ledger=False, gateway_port=settings.port) as stack:
         Console().print(
             f"[bold green]Tollgate is up[/bold green] on {stack.gateway_address} "
-            f"(Triton {stack.triton_url}, Redis {stack.redis_url}).\n"
+            f"(Triton pools {stack.triton_urls}, Redis {stack.redis_url}).\n"
             f"Ledger {stack.ledger_path}; spans {stack.trace_file}; logs {stack.log_dir}.\n"
             "Try: grpcurl -plaintext -d '{\"user_id\":\"17850\",\"k\":5,\"feature\":\"home_feed\"}' "
             f"{stack.gateway_address} tollgate.v1.RecommendationService/Recommend\n"

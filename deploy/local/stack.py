@@ -1,14 +1,21 @@
-"""The whole local stack as one context manager: Redis (if none answers), Triton, the gateway.
+"""The whole local stack as one context manager: Redis (if none answers), one Triton per
+pool, the gateway.
 
 Used by ``make demo`` and ``make serve``; everything it started is stopped on exit, in reverse
 order, so the gateway drains and flushes its ledger while Triton is still up.
+
+The local pools are the hybrid-cloud case on one machine: ``cpu-local``, the private capacity
+already paid for, with a small in-flight limit, and ``cpu-public``, an on-demand public pool
+that takes the overflow when the private one is full.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +32,25 @@ SERVED_MODELS = ("recommender", "query_encoder", "product_index", "product_searc
 
 
 @dataclass(frozen=True)
+class LocalPool:
+    name: str  # its price-book entry
+    max_in_flight: int
+
+
+# Private first; the public pool bursts. Four calls in flight keep the 2 cores of a small
+# machine busy without queueing; more go to the public pool.
+LOCAL_POOLS = (LocalPool("cpu-local", 4), LocalPool("cpu-public", 16))
+
+
+@dataclass(frozen=True)
 class RunningStack:
     gateway_address: str
-    triton_url: str
+    triton_urls: dict[str, str]  # pool -> Triton gRPC address
     redis_url: str
     ledger_path: Path
     trace_file: Path
     log_dir: Path
+    on_stop: Callable[..., object]  # on_stop(fn, *args): run fn(*args) first when the stack stops
 
 
 @contextlib.contextmanager
@@ -42,6 +61,7 @@ def local_stack(
     fresh_ledger: bool,
     gateway_port: int | None = None,
     gateway_settings: dict[str, object] | None = None,
+    pools: Sequence[LocalPool] = LOCAL_POOLS,
 ) -> Iterator[RunningStack]:
     """Starts what is missing and yields the addresses; ``run_name`` names the folder under
     ``settings.run_dir`` that holds this run's logs, ledger and spans. The gateway listens on
@@ -56,13 +76,14 @@ def local_stack(
     with contextlib.ExitStack() as stack:
         redis = ensure_redis(settings.redis_url, log_dir)
         stack.callback(redis.stop)
-        log.info("starting Triton on %s", settings.model_repository)
-        triton = stack.enter_context(
-            TritonServer(settings.model_repository, models=SERVED_MODELS, log_path=log_dir / "triton.log").start()
-        )
+        tritons = start_tritons(settings.model_repository, [pool.name for pool in pools], log_dir, stack)
+        pool_config = [
+            {"name": pool.name, "endpoints": [tritons[pool.name].grpc_url], "max_in_flight": pool.max_in_flight}
+            for pool in pools
+        ]
         gateway_port = gateway_port or free_port()
         env = settings_env(
-            triton_url=triton.grpc_url,
+            pools=json.dumps(pool_config),
             redis_url=settings.redis_url,
             ledger_path=ledger_path,
             trace_exporter=_local_trace_exporter(settings),
@@ -73,12 +94,32 @@ def local_stack(
         gateway = stack.enter_context(GatewayProcess(gateway_port, env, log_dir / "gateway.log").start())
         yield RunningStack(
             gateway_address=gateway.address,
-            triton_url=triton.grpc_url,
+            triton_urls={pool: server.grpc_url for pool, server in tritons.items()},
             redis_url=settings.redis_url,
             ledger_path=ledger_path,
             trace_file=trace_file,
             log_dir=log_dir,
+            on_stop=stack.callback,
         )
+
+
+def start_tritons(
+    model_repository: Path, pools: Sequence[str], log_dir: Path, stack: contextlib.ExitStack
+) -> dict[str, TritonServer]:
+    """One Triton per pool on free ports, started side by side (each takes seconds to load the
+    models); ``stack`` stops them."""
+    servers = {
+        pool: TritonServer(model_repository, models=SERVED_MODELS, log_path=log_dir / f"triton-{pool}.log")
+        for pool in pools
+    }
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(servers)) as executor:
+        futures = {pool: executor.submit(server.start) for pool, server in servers.items()}
+        for pool in futures:
+            stack.callback(servers[pool].stop)
+        for pool, future in futures.items():
+            future.result()
+            log.info("Triton of pool %s on %s", pool, servers[pool].grpc_url)
+    return servers
 
 
 def _local_trace_exporter(settings: Settings) -> str:

@@ -29,7 +29,7 @@ def test_default_book_is_the_settings_default_and_loads() -> None:
     assert book.currency == "USD"
     assert book.version
     assert isinstance(book.effective_date, dt.date)
-    assert set(book.pools) == {"cpu-local", "gpu-local"}
+    assert set(book.pools) == {"cpu-local", "gpu-local", "cpu-public"}
 
 
 def test_default_prices_follow_their_cited_list_prices() -> None:
@@ -38,6 +38,9 @@ def test_default_prices_follow_their_cited_list_prices() -> None:
     # c7i.large: $0.08925/h for 2 vCPU.
     assert cpu.usd_per_unit_hour == pytest.approx(0.08925 / 2)
     assert (cpu.device, cpu.unit, cpu.location) == ("cpu", "vCPU", "private")
+    public = book.pool("cpu-public")
+    assert (public.usd_per_unit_hour, public.location) == (cpu.usd_per_unit_hour, "public")
+    assert public.provisioned_units == 0, "on demand: billed for use, never idle"
     assert "c7i.large" in cpu.source
     # g6.xlarge: $0.8048/h for one L4.
     assert gpu.usd_per_unit_hour == pytest.approx(0.8048)
@@ -120,7 +123,7 @@ def test_negative_price_is_refused_with_its_key(tmp_path: Path) -> None:
         ('currency = "USD"', 'currency = "EUR"', "currency"),
         ('location = "private"', 'location = "moon"', "location"),
         ('device = "cpu"', 'devcie = "cpu"', "devcie"),  # a misspelt key is not ignored
-        ('version = "2026.11.1"', "version = 3", "version"),
+        ('version = "2026.11.2"', "version = 3", "version"),
         ("provisioned_units = 2", "provisioned_units = -2", r"pools\.cpu-local\.provisioned_units"),
         ("usd_per_gb = 0.09", "usd_per_gb = -0.09", r"egress\.usd_per_gb"),
         ("provisioned_gb = 60", "provisioned_gb = inf", r"storage\.provisioned_gb"),

@@ -176,3 +176,17 @@ async def test_all_pools_full_is_shed_with_resource_exhausted():
     with pytest.raises(PoolsSaturated) as raised:
         await router(gpu, cpu).infer("m", [], 1.0)
     assert raised.value.status == "RESOURCE_EXHAUSTED"
+
+
+async def test_a_pools_latency_is_forgotten_after_its_memory_so_a_slow_pool_is_tried_again():
+    private = pool("cpu", "cpu", "c:1")
+    private.latency_memory_s = 5.0
+    private.observe_latency(400.0)
+    assert private.view("m", set()).latency_ms == 400.0, "judged on what it just did"
+    private.latency_observed_s -= 4.9
+    private.observe_latency(20.0)
+    assert private.recent_latency_ms() == pytest.approx(0.8 * 400.0 + 0.2 * 20.0), "recent: averaged"
+    private.latency_observed_s -= 5.1
+    assert private.view("m", set()).latency_ms is None, "no call for 5 s: unknown, so tried again"
+    private.observe_latency(20.0)
+    assert private.recent_latency_ms() == 20.0, "a fresh start, not the old average"
