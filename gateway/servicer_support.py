@@ -24,6 +24,8 @@ CURRENCY_METADATA_KEY = "x-tollgate-currency"
 COMPUTE_NS_METADATA_KEY = "x-tollgate-compute-ns"
 REQUEST_ID_METADATA_KEY = "x-tollgate-request-id"
 CACHE_METADATA_KEY = "x-tollgate-cache"
+# A float field on the wire: a tag byte and 4 bytes.
+FLOAT_FIELD_BYTES = 5
 
 
 class CallerReader:
@@ -88,13 +90,20 @@ def items(answer_items: tuple[RankedItem, ...]) -> list[common_pb2.Item]:
 
 
 def payload_bytes(answer: ModelAnswer) -> int:
-    """Bytes of the answer's items on the wire (the priced egress). The response envelope
+    """Bytes of the answer's items on the wire (the priced egress), as protobuf encodes the
+    repeated ``Item`` field, computed without building the messages. The response envelope
     (ResponseInfo, about 150 bytes, which holds the cost itself) is not counted."""
-    return sum(_length_delimited_bytes(item.ByteSize()) for item in items(answer.items))
+    return sum(_length_delimited_bytes(_item_bytes(item)) for item in answer.items)
+
+
+def _item_bytes(item: RankedItem) -> int:
+    """Item{item_id = 1, title = 2, score = 3 (float)}; proto3 leaves out empty and zero fields."""
+    size = sum(_length_delimited_bytes(len(text.encode())) for text in (item.item_id, item.title) if text)
+    return size + (FLOAT_FIELD_BYTES if item.score != 0.0 else 0)
 
 
 def _length_delimited_bytes(size: int) -> int:
-    """A repeated message field on the wire: one tag byte, the length as a varint, the body."""
+    """A length-delimited field (field number < 16) on the wire: tag byte, length varint, body."""
     return 1 + max(1, (size.bit_length() + 6) // 7) + size
 
 
