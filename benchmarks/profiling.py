@@ -11,9 +11,11 @@ frame belongs to: gateway code, grpc, tritonclient, OpenTelemetry, ...) and by f
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -116,9 +118,10 @@ def _short(frame: str) -> str:
 def profile_gateway(
     settings: Settings, seconds: float, concurrency: int, rate: int, console: Console, native: bool = False
 ) -> dict[str, Any]:
-    py_spy = shutil.which("py-spy")
+    # The venv's own py-spy (a dev dependency) first: `python -m` does not put the venv on PATH.
+    py_spy = shutil.which("py-spy", path=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
     if py_spy is None:
-        raise SystemExit("py-spy is not installed: pip install py-spy (into this venv), then run again")
+        raise SystemExit("py-spy is not installed: `make install` (dev extras) or pip install py-spy, then run again")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(settings.run_dir) / "bench" / f"profile-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
