@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from costing.ledger_schema import COST_RECORDS, POSTGRES, TABLES, migrations
-from costing.ledger_sql import LedgerError, SqlLedger, schema_statements
+from costing.ledger_sql import LedgerError, SqlLedger
 
 T = TypeVar("T")
 
@@ -74,18 +74,7 @@ class PostgresLedger(SqlLedger):
                 self._conn.execute(
                     psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(self.schema))
                 )
-            for table in TABLES:
-                existing = self._columns(table.name)
-                if not existing:
-                    continue
-                try:
-                    missing = migrations(table, existing)
-                except ValueError as exc:
-                    raise LedgerError(f"{self.description} is not a cost ledger ({exc})") from None
-                for column in missing:
-                    self._conn.execute(POSTGRES.add_column(table, column))
-            for statement in schema_statements(POSTGRES):
-                self._conn.execute(statement)
+            self._create_or_upgrade_schema(self._conn.execute)
 
     def _require_ledger(self) -> None:
         if not self._columns(COST_RECORDS.name):

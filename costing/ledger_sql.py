@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from costing.ledger_schema import COST_ALLOCATIONS, COST_RECORDS, COST_WINDOWS, OUTCOMES, TABLES, Dialect, Table
+from costing.ledger_schema import (
+    COST_ALLOCATIONS,
+    COST_RECORDS,
+    COST_WINDOWS,
+    OUTCOMES,
+    TABLES,
+    Dialect,
+    Table,
+    migrations,
+)
 from costing.records import CONVERSION_KINDS, Allocation, CostRecord, Outcome, PoolWindow, as_utc
 
 T = TypeVar("T")
@@ -113,6 +122,27 @@ class SqlLedger:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def _columns(self, table: str) -> set[str]:
+        """The column names of ``table`` (empty when it does not exist)."""
+        raise NotImplementedError
+
+    def _create_or_upgrade_schema(self, execute: Callable[[str], object]) -> None:
+        """Add the columns an older ledger lacks, then create what is missing; ``execute`` runs
+        one statement inside the caller's transaction. Raises LedgerError for a database whose
+        tables are not a ledger's."""
+        for table in TABLES:
+            existing = self._columns(table.name)
+            if not existing:
+                continue
+            try:
+                missing = migrations(table, existing)
+            except ValueError as exc:
+                raise LedgerError(f"{self.description} is not a cost ledger ({exc})") from None
+            for column in missing:
+                execute(self.dialect.add_column(table, column))
+        for statement in schema_statements(self.dialect):
+            execute(statement)
 
     # --- writes -----------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from costing.ledger_schema import COST_RECORDS, SQLITE, TABLES, migrations
-from costing.ledger_sql import LedgerError, SqlLedger, schema_statements
+from costing.ledger_schema import COST_RECORDS, SQLITE
+from costing.ledger_sql import LedgerError, SqlLedger
 
 T = TypeVar("T")
 
@@ -57,18 +57,7 @@ class SqliteLedger(SqlLedger):
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         with self._conn:
-            for table in TABLES:
-                existing = self._columns(table.name)
-                if not existing:
-                    continue
-                try:
-                    missing = migrations(table, existing)
-                except ValueError as exc:
-                    raise LedgerError(f"{self.path} is not a cost ledger ({exc})") from None
-                for column in missing:
-                    self._conn.execute(SQLITE.add_column(table, column))
-            for statement in schema_statements(SQLITE):
-                self._conn.execute(statement)
+            self._create_or_upgrade_schema(self._conn.execute)
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}

@@ -12,7 +12,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from costing.ledger import SqliteLedger
-from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from gateway import telemetry_attributes as attr
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc

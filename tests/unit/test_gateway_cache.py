@@ -1,7 +1,5 @@
 import asyncio
 
-import pytest
-
 from deploy.local.ports import free_port
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.recommend_route import RecommendRoute
