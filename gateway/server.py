@@ -119,7 +119,8 @@ class Gateway:
         await self._health.set(cost_servicer.SERVICE.full_name, _status(True))
         await self._server.start()
         self._readiness_task = asyncio.create_task(self._watch_readiness(), name="triton-readiness")
-        log.info("gateway listening on %s:%d (Triton %s)", self.settings.host, self.port, self.settings.triton_url)
+        pools = ", ".join(f"{pool.name} {pool.endpoints}" for pool in self.settings.effective_pools())
+        log.info("gateway listening on %s:%d (pools: %s)", self.settings.host, self.port, pools)
 
     async def _watch_readiness(self) -> None:
         """Re-checks every endpoint of every pool and mirrors it in the standard health service:
