@@ -98,7 +98,8 @@ def main(
     console.print(
         f"[bold]What finance pulls:[/bold] tollgate cost report --by feature --ledger {stack.ledger_path}\n"
         "direct = priced on each request; overhead, idle, storage and operations = the reconciled windows' "
-        "rest of the bill, allocated by usage; fully_loaded = their sum"
+        "rest of the bill, allocated by usage; fully_loaded = their sum; __unallocated__ = what windows in "
+        "which nothing was served cost"
     )
     console.print(render(build_cost_report(ledger, ["feature"], None, None), "table"))
     by_day = build_cost_report(ledger, ["day", "feature"], None, None)
