@@ -46,7 +46,7 @@ import typer
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from deploy.local.redis import delete_prefixed, ensure_redis
-from deploy.local.stack import start_tritons
+from deploy.local.stack import pools_setting, start_tritons
 from deploy.local.triton import TritonServer
 from deploy.tools import toolchain
 from gateway.settings import REPO_ROOT, Settings, get_settings
@@ -323,11 +323,8 @@ def local_cluster(
             postgres_database(postgres_admin_url, f"tollgate_cluster_{run_id}", keep=keep_database)
         )
         tritons = start_tritons(settings.model_repository, POOLS, log_dir, stack)
-        pools = [
-            {"name": pool, "endpoints": [server.grpc_url], "max_in_flight": 64} for pool, server in tritons.items()
-        ]
         base_env = settings_env(
-            pools=json.dumps(pools),
+            pools=pools_setting(tritons),
             redis_url=settings.redis_url,
             cache_prefix=cache_prefix,
             ledger_url=ledger_url,

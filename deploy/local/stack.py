@@ -15,7 +15,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from deploy.local.redis import ensure_redis
 from deploy.local.triton import TritonServer
-from gateway.settings import Settings
+from gateway.settings import PoolConfig, Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,9 @@ def local_stack(
         redis = ensure_redis(settings.redis_url, log_dir)
         stack.callback(redis.stop)
         tritons = start_tritons(settings.model_repository, [pool.name for pool in pools], log_dir, stack)
-        pool_config = [
-            {"name": pool.name, "endpoints": [tritons[pool.name].grpc_url], "max_in_flight": pool.max_in_flight}
-            for pool in pools
-        ]
         gateway_port = gateway_port or free_port()
         env = settings_env(
-            pools=json.dumps(pool_config),
+            pools=pools_setting(tritons, {pool.name: pool.max_in_flight for pool in pools}),
             redis_url=settings.redis_url,
             ledger_path=ledger_path,
             trace_exporter=_local_trace_exporter(settings),
@@ -120,6 +116,18 @@ def start_tritons(
             future.result()
             log.info("Triton of pool %s on %s", pool, servers[pool].grpc_url)
     return servers
+
+
+def pools_setting(tritons: Mapping[str, TritonServer], max_in_flight: Mapping[str, int] | None = None) -> str:
+    """The gateway's ``pools`` setting (JSON) for one Triton per pool; a pool missing from
+    ``max_in_flight`` keeps PoolConfig's default limit."""
+    limits = max_in_flight or {}
+    default_limit = PoolConfig.model_fields["max_in_flight"].default
+    configs = [
+        PoolConfig(name=pool, endpoints=[server.grpc_url], max_in_flight=limits.get(pool, default_limit))
+        for pool, server in tritons.items()
+    ]
+    return json.dumps([config.model_dump() for config in configs])
 
 
 def _local_trace_exporter(settings: Settings) -> str:

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
-from deploy.local.redis import ensure_redis
+from deploy.local.redis import delete_prefixed, ensure_redis
 from deploy.local.stack import SERVED_MODELS
 from deploy.local.triton import TritonServer
 from gateway.settings import get_settings
@@ -93,10 +92,7 @@ def cache_prefix(redis_url) -> Iterator[str]:
     """A key prefix of this test run only; its keys are deleted afterwards, nobody else's."""
     prefix = f"tollgate-test:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-    if keys:
-        client.delete(*keys)
+    delete_prefixed(redis_url, prefix)
 
 
 @dataclass
