@@ -5,24 +5,52 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install models protos demo serve test bench cluster clean
+.PHONY: help install lock models protos demo serve test bench cluster clean
 
 help:
 	@echo "make demo    - build the models, start Redis/Triton/gateway, drive traffic, write demo-report.json"
 	@echo "make serve   - keep the stack up on 127.0.0.1:50051 for your own client (Ctrl-C stops it)"
 	@echo "make test    - unit and end-to-end tests through real Triton, Redis and gRPC"
+	@echo "make lock    - re-resolve requirements.lock (and the images' requirements) from pyproject.toml"
 	@echo "make models  - run the pipelines: real data -> train/encode -> evaluate -> quantize -> model_repo/"
 	@echo "make protos  - regenerate gateway/api/ from protos/"
 	@echo "make cluster - production topology on loopback: 2 gateways, 2 Triton pools, Redis, PostgreSQL, Prometheus (Ctrl-C stops it)"
 	@echo "make bench   - performance suite (~10 min; BENCH_ARGS=--quick ~3 min): table + var/bench/latest.json"
 
-# The venv is rebuilt when pyproject.toml changes; torch is pinned there (CPU build).
-$(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# Every install comes from requirements.lock: the whole dependency tree, exact versions and
+# hashes, generated from pyproject.toml by `make lock`. `make install` syncs the venv to it with
+# uv (the version the lock pins) and never resolves afresh, so every machine runs the same code
+# on any day. torch's CPU build (2.13.0+cpu) is not on PyPI: it comes from the wheel folder or
+# index in FIND_LINKS (on the project's machines, /opt/wheels; elsewhere, PyTorch's CPU index).
+LOCK := requirements.lock
+UV := $(VENV)/bin/uv
+UV_VERSION = $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(wildcard /opt/wheels))
+UV_FIND_LINKS := $(foreach f,$(FIND_LINKS),--find-links $(f))
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_35
+
+$(INSTALLED): $(LOCK) pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check --no-deps uv==$(UV_VERSION)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes $(UV_FIND_LINKS) $(LOCK)
+	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(INSTALLED)
+
+# Refresh the lock on purpose: after editing pyproject.toml's dependencies, or to take newer
+# releases. Regenerates requirements.lock and the images' requirements from it in one go;
+# tests/unit/test_lock.py fails until they agree. Commit all three files.
+lock:
+	test -x $(UV) || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install --quiet --no-deps uv==$(or $(UV_VERSION),0.13.9); }
+	$(UV) pip compile --quiet pyproject.toml --all-extras --generate-hashes $(LOCK_TARGET) \
+	    $(UV_FIND_LINKS) $(LOCK_ARGS) -o $(LOCK)
+	$(UV) pip compile --quiet pyproject.toml --generate-hashes $(LOCK_TARGET) -c $(LOCK) \
+	    $(UV_FIND_LINKS) -o deploy/k8s/images/gateway/requirements.txt
+	grep -E '^[A-Za-z0-9]' $(LOCK) | sed -e 's/ \\$$//' -e 's/+[a-z0-9.]*$$//' > $(VENV)/lock-public.txt
+	$(UV) pip compile --quiet deploy/k8s/images/triton/requirements.in --generate-hashes \
+	    $(LOCK_TARGET) -c $(VENV)/lock-public.txt \
+	    -o deploy/k8s/images/triton/requirements.txt
 
 models: install
 	$(PY) -m pipeline build

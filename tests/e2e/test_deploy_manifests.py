@@ -419,14 +419,11 @@ def _module_level(tree: ast.Module) -> Iterator[ast.AST]:
             stack += [*node.body, *node.orelse, *getattr(node, "finalbody", []), *(n for h in getattr(node, "handlers", []) for n in h.body)]
 
 
-def _requirements(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[_normalized(re.sub(r"\[.*\]", "", name))] = version
-    return pins
+def _requirements(path: Path) -> set[str]:
+    """The distributions a uv-compiled requirements file pins (their versions are the lock's:
+    tests/unit/test_lock.py)."""
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", path.read_text(), flags=re.MULTILINE)
+    return {_normalized(name) for name in pins}
 
 
 def _normalized(distribution: str) -> str:
@@ -440,12 +437,12 @@ def _check_image_requirements(requirements: Path, modules: set[str]) -> None:
     uncovered = []
     for module in sorted(modules):
         candidates = {_normalized(d) for d in distributions.get(module, [])}
-        if not candidates & set(pins):
+        if not candidates & pins:
             uncovered.append(f"{module} (from {sorted(candidates) or 'no installed distribution'})")
-    assert not uncovered, f"{requirements.relative_to(REPO_ROOT)} lacks what the code imports: {uncovered}"
-    for name, version in pins.items():
-        installed = importlib.metadata.version(name).split("+")[0]  # torch 2.13.0+cpu here
-        assert installed == version, f"{requirements.relative_to(REPO_ROOT)}: {name}=={version}, tests ran {installed}"
+    assert not uncovered, (
+        f"{requirements.relative_to(REPO_ROOT)} lacks what the code imports: {uncovered}; declare it in "
+        "pyproject.toml (runtime dependencies, or deploy/k8s/images/triton/requirements.in), then `make lock`"
+    )
 
 
 def test_gateway_image_installs_everything_the_gateway_imports():
