@@ -55,3 +55,21 @@ class DeadlineExceeded(RequestError):
     """The caller's deadline ran out before the model answered."""
 
     status = "DEADLINE_EXCEEDED"
+
+
+class Unauthenticated(RequestError):
+    """No credential, or one the gateway does not accept."""
+
+    status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(RequestError):
+    """A valid credential whose rights do not cover the call."""
+
+    status = "PERMISSION_DENIED"
+
+
+class NotFound(RequestError):
+    """The call names something that does not exist (for this caller)."""
+
+    status = "NOT_FOUND"

@@ -1,0 +1,52 @@
+"""The registered tenants and the features each one declares: the only tenant and feature
+labels that reach metrics, spans, budgets and the ledger, so their number is bounded by
+configuration, not by what callers send.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from gateway.errors import InvalidArgument
+
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+FEATURE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+# The one label an undeclared feature is counted under, when configured to count rather than reject.
+OTHER_FEATURE = "other"
+
+UndeclaredFeature = Literal["reject", "other"]
+
+
+class TenantConfig(BaseModel):
+    """A tenant: its canonical id and the product features its calls may name."""
+
+    id: str = Field(pattern=TENANT_PATTERN, description="Canonical tenant id, e.g. 'shop-uk'.")
+    features: list[Annotated[str, StringConstraints(pattern=FEATURE_PATTERN)]] = Field(
+        min_length=1, description="Features finance reports on, e.g. ['home_feed', 'cart_upsell', 'search_box']."
+    )
+
+
+class TenantRegistry:
+    """Which features a tenant may name, and what an undeclared one becomes."""
+
+    def __init__(self, tenants: list[TenantConfig], undeclared: UndeclaredFeature = "reject") -> None:
+        self._features = {tenant.id: frozenset(tenant.features) for tenant in tenants}
+        self._undeclared = undeclared
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(self._features)
+
+    def feature_label(self, tenant: str, feature: str) -> str:
+        """``feature`` if the tenant declared it; else ``other`` or INVALID_ARGUMENT, as configured.
+        (The feature's format is validated before this.)"""
+        declared = self._features.get(tenant, frozenset())
+        if feature in declared:
+            return feature
+        if self._undeclared == "other":
+            return OTHER_FEATURE
+        raise InvalidArgument(
+            "feature", f"{feature!r} is not declared for tenant {tenant} (declared: {', '.join(sorted(declared))})"
+        )
