@@ -6,7 +6,7 @@ The model contract is the one ``pipeline`` exports into ``model_repo/recommender
 from __future__ import annotations
 
 from gateway.answers import ModelAnswer
-from gateway.result_cache import cache_key
+from gateway.result_cache import CacheKeys
 from gateway.router import Placement, RoutedModel
 from gateway.triton_model import ModelState, bytes_input, first_int64, int32_input, ranked_items
 from gateway.validation import RecommendQuery
@@ -15,14 +15,14 @@ from gateway.validation import RecommendQuery
 class RecommendRoute:
     rpc = "Recommend"
 
-    def __init__(self, model: RoutedModel, cache_prefix: str) -> None:
+    def __init__(self, model: RoutedModel, cache_keys: CacheKeys) -> None:
         self.model = model
-        self._cache_prefix = cache_prefix
+        self._cache_keys = cache_keys
 
     def cache_key(self, query: RecommendQuery, state: ModelState) -> str:
         """``feature`` labels cost but does not change the answer, so it is not in the key."""
-        return cache_key(
-            self._cache_prefix, self.rpc, self.model.name, state.version, state.build_id,
+        return self._cache_keys.key(
+            self.rpc, self.model.name, state.version, state.build_id,
             [query.user_id, query.k, query.exclude_item_ids],
         )
 

@@ -9,7 +9,7 @@ k + len(excluded) items and the excluded ones are dropped.
 from __future__ import annotations
 
 from gateway.answers import ModelAnswer
-from gateway.result_cache import cache_key
+from gateway.result_cache import CacheKeys
 from gateway.router import Placement, RoutedModel
 from gateway.triton_model import ModelState, bytes_input, first_int64, int32_input, ranked_items
 from gateway.validation import SearchQuery
@@ -21,13 +21,13 @@ COMPUTE_OUTPUTS = ("ENCODER_COMPUTE_NS", "INDEX_COMPUTE_NS")
 class SearchRoute:
     rpc = "Search"
 
-    def __init__(self, model: RoutedModel, cache_prefix: str) -> None:
+    def __init__(self, model: RoutedModel, cache_keys: CacheKeys) -> None:
         self.model = model
-        self._cache_prefix = cache_prefix
+        self._cache_keys = cache_keys
 
     def cache_key(self, query: SearchQuery, state: ModelState) -> str:
-        return cache_key(
-            self._cache_prefix, self.rpc, self.model.name, state.version, state.build_id,
+        return self._cache_keys.key(
+            self.rpc, self.model.name, state.version, state.build_id,
             [query.text, query.k, query.exclude_item_ids],
         )
 

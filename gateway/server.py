@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 
 import grpc
@@ -25,9 +26,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from costing.accounting import CostAccounting
 from costing.price_book import load_price_book
 from gateway import cost_servicer, recommendation_servicer, search_servicer
+from gateway.circuit_breaker import CircuitBreaker
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
-from gateway.result_cache import ResultCache
+from gateway.result_cache import CacheKeys, CacheSecret, ResultCache
 from gateway.search_route import SearchRoute
 from gateway.request_metrics import RequestMetrics
 from gateway.servicer_support import CallerReader, payload_bytes, register
@@ -60,8 +62,16 @@ class Gateway:
             recommendation_servicer.SERVICE.full_name: recommender,
             search_servicer.SERVICE.full_name: search,
         }
+        cache_secret = _cache_secret(settings)
         self._cache = (
-            ResultCache.from_url(settings.redis_url, settings.cache_ttl_s, settings.cache_timeout_s)
+            ResultCache.from_url(
+                settings.redis_url,
+                settings.cache_ttl_s,
+                settings.cache_timeout_s,
+                cache_secret,
+                known_pools=[pool.name for pool in settings.effective_pools()],
+                breaker=CircuitBreaker(settings.cache_breaker_failures, settings.cache_breaker_cooldown_s),
+            )
             if settings.cache_enabled
             else None
         )
@@ -82,19 +92,19 @@ class Gateway:
         )
         limits = Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length, settings.max_query_chars)
         callers = CallerReader(settings.tenant_metadata_key, settings.default_tenant)
-        prefix = settings.cache_prefix
+        cache_keys = CacheKeys(settings.cache_prefix, cache_secret)
 
         self._health = health_aio.HealthServicer()
         self._server = grpc.aio.server(interceptors=_interceptors(self._tracer_provider))
         register(
             self._server,
             recommendation_servicer.SERVICE,
-            recommendation_servicer.RecommendationServicer(flow, RecommendRoute(recommender, prefix), limits, callers),
+            recommendation_servicer.RecommendationServicer(flow, RecommendRoute(recommender, cache_keys), limits, callers),
         )
         register(
             self._server,
             search_servicer.SERVICE,
-            search_servicer.SearchServicer(flow, SearchRoute(search, prefix), limits, callers),
+            search_servicer.SearchServicer(flow, SearchRoute(search, cache_keys), limits, callers),
         )
         register(self._server, cost_servicer.SERVICE, cost_servicer.CostServicer(self._accounting))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -152,6 +162,14 @@ class Gateway:
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
         log.info("gateway stopped; ledger flushed")
+
+
+def _cache_secret(settings: Settings) -> CacheSecret:
+    if settings.cache_secret is not None:
+        return CacheSecret(settings.cache_secret.get_secret_value().encode())
+    if settings.cache_enabled:
+        log.warning("TOLLGATE_CACHE_SECRET is not set: cache entries are sealed with a random per-process secret")
+    return CacheSecret(secrets.token_bytes(32))
 
 
 def _status(serving: bool) -> int:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from costing.budgets import BudgetConfig
@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(300, ge=1, description="Lifetime of a cached answer, in seconds.")
     cache_timeout_s: float = Field(
         0.05, gt=0, description="Budget of one cache operation; past it the request goes uncached."
+    )
+    cache_secret: SecretStr | None = Field(
+        None,
+        description="Secret (>= 16 bytes) that keys the hash of cache keys and seals cache entries; the same on "
+        "every replica. Empty: a random one per process (entries are then neither shared nor kept across restarts).",
+    )
+    cache_breaker_failures: int = Field(
+        3, ge=1, description="Consecutive cache failures after which the cache is skipped for a cool-down."
+    )
+    cache_breaker_cooldown_s: float = Field(
+        5.0, gt=0, description="How long the cache is skipped before one call probes it again."
     )
 
     # --- costing --------------------------------------------------------------------------

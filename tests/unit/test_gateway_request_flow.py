@@ -8,7 +8,7 @@ from costing.price_book import load_price_book
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
 from gateway.request_flow import INVALID_FEATURE, Caller, RequestFlow
-from gateway.result_cache import cache_key
+from gateway.result_cache import CacheKeys, CacheSecret
 from gateway.servicer_support import payload_bytes
 from gateway.router import Placement
 from gateway.settings import Settings
@@ -18,6 +18,7 @@ from gateway.validation import Limits, validate_recommend
 
 COMPUTE_NS = 2_000_000
 LIMITS = Limits(200, 10, 64)
+KEYS = CacheKeys("test:", CacheSecret(b"request-flow-test-secret"))
 
 
 class MemoryCache:
@@ -51,7 +52,7 @@ class ScriptedRoute:
         self.timeouts = []
 
     def cache_key(self, query, state):
-        return cache_key("test:", self.rpc, self.model.name, state.version, state.build_id, [query.user_id, query.k])
+        return KEYS.key(self.rpc, self.model.name, state.version, state.build_id, [query.user_id, query.k])
 
     async def answer(self, query, timeout_s):
         self.calls.append(query)
