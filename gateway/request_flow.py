@@ -23,10 +23,6 @@ from gateway.result_cache import CachedAnswer, ResultCache
 from gateway.settlement import AnswerInfo, SettledRequestError, Settlement, UsageTally
 from gateway.router import Placement, RoutedModel
 from gateway.triton_model import ModelState
-from gateway.validation import FEATURE_LABEL
-
-# Ledger label for requests whose own feature label was unusable.
-INVALID_FEATURE = "invalid"
 
 Query = TypeVar("Query")
 
@@ -55,8 +51,12 @@ class Route(Protocol[Query]):
 
 @dataclass(frozen=True)
 class Caller:
+    """An authenticated caller: its canonical tenant, its deadline, and the bounded label its
+    feature is recorded under (gateway/tenants.py)."""
+
     tenant: str
     time_remaining_s: float | None  # None when the caller set no deadline
+    feature_label: str
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,10 @@ class RequestFlow:
         self._payload_bytes = payload_bytes
         self._budget_check = budget_check
 
-    async def run(self, route: Route[Query], feature: str, caller: Caller, validate: Callable[[], Query]) -> Answered:
+    async def run(self, route: Route[Query], caller: Caller, validate: Callable[[], Query]) -> Answered:
         """Runs one call; raises SettledRequestError (with the call's cost) when it fails."""
         request_id = uuid.uuid4().hex
-        tally = UsageTally(
-            rpc=route.rpc,
-            feature=feature if FEATURE_LABEL.match(feature) else INVALID_FEATURE,
-            model_name=route.model.name,
-        )
+        tally = UsageTally(rpc=route.rpc, feature=caller.feature_label, model_name=route.model.name)
         try:
             with tally.meter:
                 query = validate()

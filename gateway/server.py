@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from costing.accounting import CostAccounting
 from costing.price_book import load_price_book
 from gateway import cost_servicer, recommendation_servicer, search_servicer
+from gateway.api_keys import KeyStore
+from gateway.authentication import Authenticator
 from gateway.circuit_breaker import CircuitBreaker
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
@@ -35,6 +37,8 @@ from gateway.request_metrics import RequestMetrics
 from gateway.servicer_support import CallerReader, payload_bytes, register
 from gateway.settings import Settings
 from gateway.settlement import Settlement
+from gateway.tenants import TenantRegistry
+from gateway.tls import server_credentials
 from gateway.tracing import setup_tracing
 from gateway.router_factory import build_router
 from gateway.validation import Limits
@@ -54,6 +58,7 @@ class Gateway:
         self.settings = settings
         self._tracer_provider = setup_tracing(settings) if settings.tracing_enabled else None
         book = load_price_book(settings.price_book_path)
+        self._book_version = book.version
         self._router = build_router(settings, book, [settings.recommender_model, settings.search_model])
         recommender = self._router.model(settings.recommender_model)
         search = self._router.model(settings.search_model)
@@ -91,7 +96,7 @@ class Gateway:
             budget_check=self._accounting.should_shed if settings.budgets else None,
         )
         limits = Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length, settings.max_query_chars)
-        callers = CallerReader(settings.tenant_metadata_key, settings.default_tenant)
+        callers = _callers(settings)
         cache_keys = CacheKeys(settings.cache_prefix, cache_secret)
 
         self._health = health_aio.HealthServicer()
@@ -106,20 +111,19 @@ class Gateway:
             search_servicer.SERVICE,
             search_servicer.SearchServicer(flow, SearchRoute(search, cache_keys), limits, callers),
         )
-        register(self._server, cost_servicer.SERVICE, cost_servicer.CostServicer(self._accounting))
+        register(self._server, cost_servicer.SERVICE, cost_servicer.CostServicer(self._accounting, callers))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (
-                *self._models,
-                cost_servicer.SERVICE.full_name,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            self._server,
-        )
-        self.port = self._server.add_insecure_port(f"{settings.host}:{settings.port}")
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}")
+        if settings.reflection_enabled:
+            reflection.enable_server_reflection(
+                (
+                    *self._models,
+                    cost_servicer.SERVICE.full_name,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                self._server,
+            )
+        self.port = _listen(self._server, settings)
         self._readiness_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -130,7 +134,12 @@ class Gateway:
         await self._server.start()
         self._readiness_task = asyncio.create_task(self._watch_readiness(), name="triton-readiness")
         pools = ", ".join(f"{pool.name} {pool.endpoints}" for pool in self.settings.effective_pools())
-        log.info("gateway listening on %s:%d (pools: %s)", self.settings.host, self.port, pools)
+        tls = "mutual TLS" if self.settings.tls_client_ca_file else "TLS" if self.settings.tls_cert_file else "plaintext"
+        log.info(
+            "gateway listening on %s:%d (%s; pools: %s; routing: %s; price book %s; tenants: %s)",
+            self.settings.host, self.port, tls, pools, self.settings.routing_policy, self._book_version,
+            ", ".join(tenant.id for tenant in self.settings.tenants),
+        )
 
     async def _watch_readiness(self) -> None:
         """Re-checks every endpoint of every pool and mirrors it in the standard health service:
@@ -162,6 +171,36 @@ class Gateway:
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
         log.info("gateway stopped; ledger flushed")
+
+
+def _callers(settings: Settings) -> CallerReader:
+    """Authentication from the API key file and, with mutual TLS, client certificates; the
+    registered tenants bound every tenant and feature label."""
+    if not settings.tenants:
+        raise RuntimeError("no tenants are registered: set TOLLGATE_TENANTS (README 'Security model')")
+    tenants = TenantRegistry(settings.tenants, settings.undeclared_feature)
+    keys = KeyStore(settings.api_keys_file, settings.api_keys_reload_s, tenants.ids) if settings.api_keys_file else None
+    cert_tenants = tenants.ids if settings.tls_client_ca_file else frozenset()
+    if keys is None and not cert_tenants:
+        raise RuntimeError("no way to authenticate callers: set TOLLGATE_API_KEYS_FILE or mutual TLS")
+    return CallerReader(Authenticator(keys, cert_tenants=cert_tenants), tenants)
+
+
+def _listen(server: grpc.aio.Server, settings: Settings) -> int:
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert_file and settings.tls_key_file:
+        credentials = server_credentials(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            settings.tls_client_ca_file,
+            require_client_cert=settings.tls_require_client_cert,
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    return port
 
 
 def _cache_secret(settings: Settings) -> CacheSecret:

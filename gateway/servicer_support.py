@@ -14,9 +14,13 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.api import common_pb2
+from gateway.api_keys import Principal, Role
+from gateway.authentication import Authenticator, require
+from gateway.errors import RequestError
 from gateway.lenient_decoding import UndecodableRequest, lenient_deserializer
 from gateway.request_flow import Answered, Caller, RequestFlow, Route
 from gateway.settlement import AnswerInfo, SettledRequestError
+from gateway.tenants import TenantRegistry
 
 # Trailing metadata keys that carry the cost back to the caller.
 COST_METADATA_KEY = "x-tollgate-cost"
@@ -29,18 +33,31 @@ FLOAT_FIELD_BYTES = 5
 
 
 class CallerReader:
-    """Tenant (from a metadata key) and remaining deadline of an incoming call."""
+    """Who is calling (from its credential, never from free-text metadata) and its deadline."""
 
-    def __init__(self, tenant_metadata_key: str, default_tenant: str) -> None:
-        self._tenant_key = tenant_metadata_key
-        self._default_tenant = default_tenant
+    def __init__(self, authenticator: Authenticator, tenants: TenantRegistry) -> None:
+        self._authenticator = authenticator
+        self.tenants = tenants
 
-    def read(self, context: grpc.aio.ServicerContext) -> Caller:
-        tenant = next(
-            (value for name, value in context.invocation_metadata() or () if name == self._tenant_key),
-            self._default_tenant,
+    def principal(self, context: grpc.aio.ServicerContext) -> Principal:
+        """The authenticated caller; raises Unauthenticated."""
+        return self._authenticator.authenticate(context.invocation_metadata() or (), context.auth_context())
+
+    def read(self, context: grpc.aio.ServicerContext, feature: str) -> Caller:
+        """A caller allowed to call the models, with the bounded label of its feature."""
+        principal = self.principal(context)
+        require(principal, Role.CALLER)
+        return Caller(
+            tenant=principal.tenant,
+            time_remaining_s=context.time_remaining(),
+            feature_label=self.tenants.label(principal.tenant, feature),
         )
-        return Caller(tenant=tenant if isinstance(tenant, str) else tenant.decode(), time_remaining_s=context.time_remaining())
+
+
+async def abort(context: grpc.aio.ServicerContext, error: RequestError) -> NoReturn:
+    """Ends a call that never became a request (no credential, no right): nothing to price."""
+    await context.abort(grpc.StatusCode[error.status], error.message)
+    raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 
 def register(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
@@ -135,13 +152,30 @@ async def run_call(
 
     ``validator(request)`` returns the validation to run inside the flow (so its CPU time is
     metered and its failure settled like any other)."""
-    if isinstance(request, UndecodableRequest):
-        feature, validate = "", request.reject
-    else:
-        feature, validate = request.feature, validator(request)
+    feature = "" if isinstance(request, UndecodableRequest) else request.feature
     try:
-        done = await flow.run(route, feature, callers.read(context), validate)
+        caller = callers.read(context, feature)
+    except RequestError as error:
+        await abort(context, error)
+    if isinstance(request, UndecodableRequest):
+        validate = request.reject
+    else:
+        validate = _declared(validator(request), callers.tenants, caller.tenant)
+    try:
+        done = await flow.run(route, caller, validate)
     except SettledRequestError as error:
         await abort_with_cost(context, error)
     context.set_trailing_metadata(cost_metadata(done.info))
     return done
+
+
+def _declared(validate: Callable[[], Any], tenants: TenantRegistry, tenant: str) -> Callable[[], Any]:
+    """The RPC's validation, then the feature's declaration for the tenant (INVALID_ARGUMENT when
+    undeclared and so configured)."""
+
+    def checked() -> Any:
+        query = validate()
+        tenants.feature_label(tenant, query.feature)
+        return query
+
+    return checked

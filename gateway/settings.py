@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from costing.budgets import BudgetConfig
+from gateway.tenants import TenantConfig, UndeclaredFeature
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,10 +38,30 @@ class Settings(BaseSettings):
     default_deadline_s: float = Field(
         2.0, gt=0, description="Deadline applied to the Triton call when the caller sends none."
     )
-    tenant_metadata_key: str = Field(
-        "x-tenant-id", description="Request metadata key that carries the tenant for cost attribution."
+    reflection_enabled: bool = Field(
+        True, description="Serve gRPC reflection (grpcurl without proto files); off in production."
     )
-    default_tenant: str = Field("unattributed", description="Tenant recorded when the caller sends none.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain of the listener; set with tls_key_file to serve TLS.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of the listener.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA that signs client certificates (mutual TLS); their common name is the tenant."
+    )
+    tls_require_client_cert: bool = Field(False, description="Refuse TLS clients without a certificate from tls_client_ca_file.")
+
+    # --- tenants and access ------------------------------------------------------------------
+    tenants: list[TenantConfig] = Field(
+        default_factory=list,
+        description="Registered tenants and the features each declares, as JSON, e.g. "
+        '[{"id":"shop-uk","features":["home_feed","cart_upsell","search_box"]}]. Only these tenants and '
+        "features become labels in metrics, spans, budgets and the ledger.",
+    )
+    undeclared_feature: UndeclaredFeature = Field(
+        "reject", description="A feature the tenant did not declare: 'reject' (INVALID_ARGUMENT) or 'other' (counted as other)."
+    )
+    api_keys_file: Path | None = Field(
+        None, description="API key store (tollgate keys ...); callers send 'authorization: Bearer <key>'."
+    )
+    api_keys_reload_s: float = Field(2.0, gt=0, description="How often the key file is checked for changes.")
 
     # --- request limits (validation) -----------------------------------------------------
     max_k: int = Field(200, ge=1, description="Largest k a caller may ask for.")
@@ -78,6 +99,11 @@ class Settings(BaseSettings):
     )
     outlier_base_ejection_s: float = Field(2.0, gt=0, description="First ejection; doubles on each repeat.")
     outlier_max_ejection_s: float = Field(30.0, gt=0, description="Longest ejection.")
+    triton_admin_key: SecretStr | None = Field(
+        None,
+        description="Key of Triton's restricted protocols (statistics, model repository, ...): sent as the "
+        "header triton-grpc-protocol-admin-key on the gateway's statistics calls.",
+    )
     triton_max_reconnect_backoff_s: float = Field(
         1.0, gt=0, description="Longest wait between reconnects to a Triton that went away (gRPC's default is 120 s)."
     )

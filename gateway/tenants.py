@@ -10,11 +10,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from gateway.errors import InvalidArgument
+from gateway.validation import FEATURE_LABEL
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 FEATURE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # The one label an undeclared feature is counted under, when configured to count rather than reject.
 OTHER_FEATURE = "other"
+# The label of a call whose feature is malformed or undeclared (and so rejected).
+INVALID_FEATURE = "invalid"
 
 UndeclaredFeature = Literal["reject", "other"]
 
@@ -38,6 +41,15 @@ class TenantRegistry:
     @property
     def ids(self) -> frozenset[str]:
         return frozenset(self._features)
+
+    def label(self, tenant: str, feature: str) -> str:
+        """The bounded label a call is recorded under, never raising: the feature if declared,
+        ``other`` if undeclared ones are counted, else ``invalid`` (the call is then rejected)."""
+        if not FEATURE_LABEL.fullmatch(feature):
+            return INVALID_FEATURE
+        if feature in self._features.get(tenant, ()):
+            return feature
+        return OTHER_FEATURE if self._undeclared == "other" else INVALID_FEATURE
 
     def feature_label(self, tenant: str, feature: str) -> str:
         """``feature`` if the tenant declared it; else ``other`` or INVALID_ARGUMENT, as configured.

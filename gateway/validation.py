@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from gateway.errors import InvalidArgument
 
-# Finance groups cost by this label, so it must be stable and safe as a column value.
-FEATURE_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Finance groups cost by this label, so it must be stable and safe as a column value. Always
+# fullmatch: with match, "$" also matches before a final newline ("home_feed\n").
+FEATURE_LABEL = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class SearchQuery:
 def validate_feature(feature: str) -> str:
     if not feature:
         raise InvalidArgument("feature", "is required (e.g. 'home_feed'); finance attributes cost by it")
-    if not FEATURE_LABEL.match(feature):
+    if not FEATURE_LABEL.fullmatch(feature):
         raise InvalidArgument(
             "feature",
             f"{feature[:80]!r} is not a feature label: use 1-64 lower-case letters, digits or '_', "

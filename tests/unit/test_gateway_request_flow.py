@@ -7,12 +7,13 @@ from costing.ledger import LedgerWriter, SqliteLedger
 from costing.price_book import load_price_book
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
-from gateway.request_flow import INVALID_FEATURE, Caller, RequestFlow
+from gateway.request_flow import Caller, RequestFlow
 from gateway.result_cache import CacheKeys, CacheSecret
 from gateway.servicer_support import payload_bytes
 from gateway.router import Placement
 from gateway.settings import Settings
 from gateway.settlement import SettledRequestError, Settlement
+from gateway.tenants import INVALID_FEATURE, TenantConfig, TenantRegistry
 from gateway.triton_model import ModelState
 from gateway.validation import Limits, validate_recommend
 
@@ -87,10 +88,12 @@ def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_ans
     return flow, writer
 
 
+TENANTS = TenantRegistry([TenantConfig(id="acme", features=["home_feed", "cart_upsell"])])
+
+
 async def recommend(flow, route, user_id="17850", k=3, feature="home_feed", tenant="acme", time_remaining_s=None):
-    return await flow.run(
-        route, feature, Caller(tenant, time_remaining_s), lambda: validate_recommend(user_id, k, feature, [], LIMITS)
-    )
+    caller = Caller(tenant, time_remaining_s, TENANTS.label(tenant, feature))
+    return await flow.run(route, caller, lambda: validate_recommend(user_id, k, feature, [], LIMITS))
 
 
 async def test_a_miss_is_priced_on_the_model_compute_and_a_hit_on_what_it_used(ledger, book):
