@@ -15,7 +15,7 @@ help:
 	@echo "make models  - run the pipelines: real data -> train/encode -> evaluate -> quantize -> model_repo/"
 	@echo "make protos  - regenerate gateway/api/ from protos/"
 	@echo "make cluster - production topology on loopback: 2 gateways, 2 Triton pools, Redis, PostgreSQL, Prometheus (Ctrl-C stops it)"
-	@echo "make bench   - performance suite (~10 min; BENCH_ARGS=--quick ~3 min): table + var/bench/latest.json"
+	@echo "make bench   - performance suite (~10 min; BENCH_ARGS=--quick ~3 min): table + var/bench/latest.json; a full run also writes benchmarks/RESULTS.md"
 
 # Every install comes from requirements.lock: the whole dependency tree, exact versions and
 # hashes, generated from pyproject.toml by `make lock`. `make install` syncs the venv to it with
@@ -68,12 +68,13 @@ serve: models
 test: models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Side-by-side performance ratios on this machine (see README "Performance").
+# Side-by-side performance ratios on this machine (see benchmarks/README.md); a full run also
+# rewrites benchmarks/RESULTS.md and benchmarks/results/latest.json, to commit together.
 BENCH_ARGS ?=
 bench: models
 	$(PY) -m benchmarks run $(BENCH_ARGS)
 
-# Several replicas on one machine (README "Running in production"); installs promtool and
+# Several replicas on one machine (deploy/README.md); installs promtool and
 # Prometheus on first use (deploy/tools/install-deploy-tools.sh). CLUSTER_ARGS: see --help.
 CLUSTER_ARGS ?=
 cluster: models

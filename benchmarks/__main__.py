@@ -1,4 +1,4 @@
-"""``python -m benchmarks run [--quick]`` (``make bench``), ``report`` and ``profile``; see benchmarks/__init__.py."""
+"""``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish`` and ``profile``; see benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from benchmarks.report import markdown, print_report
+from benchmarks.results_page import publish as publish_results
 from benchmarks.runner import FULL, QUICK
 from benchmarks.suite import LATEST, SECTIONS, bench_dir, run_suite
 from gateway.settings import get_settings
@@ -29,8 +30,15 @@ def run(
     quick: bool = typer.Option(False, help="Smoke run (~2-3 min): fewer and shorter repetitions, no 400k catalogue."),
     section: list[str] = typer.Option(None, help=f"Run only these sections: {', '.join(SECTIONS)} (repeatable)."),
     seed: int = typer.Option(7, help="Seed of the traffic plans and synthetic catalogues."),
+    publish: bool | None = typer.Option(
+        None,
+        "--publish/--no-publish",
+        help="Also write benchmarks/RESULTS.md and benchmarks/results/latest.json (to commit). "
+        "Default: only a full run of every section that did not fail.",
+    ),
 ) -> None:
-    """Run the suite, print the table, write var/bench/bench-<time>.json and var/bench/latest.json."""
+    """Run the suite, print the table, write var/bench/bench-<time>.json and var/bench/latest.json;
+    a full run also writes the committed results page benchmarks/RESULTS.md and its JSON."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chosen = section or list(SECTIONS)
     unknown = [name for name in chosen if name not in SECTIONS]
@@ -40,7 +48,13 @@ def run(
     report, path = run_suite(get_settings(), QUICK if quick else FULL, chosen, seed, command)
     print_report(report, _console())
     _console().print(f"wrote {path} (and {path.parent / LATEST})")
-    if any("FAILED" in note for s in report["sections"] for note in s["notes"]):
+    failed = any("FAILED" in note for s in report["sections"] for note in s["notes"])
+    if publish is None:  # only a complete run replaces the committed figures
+        publish = not (quick or section or failed)
+    if publish:
+        page, copy = publish_results(path)
+        _console().print(f"wrote {page} and {copy}: commit them")
+    if failed:
         raise typer.Exit(1)
 
 
@@ -55,6 +69,15 @@ def report(
         sys.stdout.write(markdown(data))
     else:
         print_report(data, _console())
+
+
+@app.command()
+def publish(
+    path: Path = typer.Argument(None, help="A bench JSON; default: var/bench/latest.json."),
+) -> None:
+    """Write the committed results page benchmarks/RESULTS.md and its JSON benchmarks/results/latest.json."""
+    page, copy = publish_results(path or bench_dir(get_settings()) / LATEST)
+    sys.stdout.write(f"wrote {page} and {copy}\n")
 
 
 @app.command()
