@@ -19,19 +19,27 @@ from costing.ledger import LedgerError
 from costing.records import OUTCOME_KINDS
 from costing.report import ReportRow, check_group_keys
 from gateway.api import cost_pb2
+from gateway.api_keys import Principal, Role
+from gateway.errors import RequestError
 from gateway.lenient_decoding import UndecodableRequest
+from gateway.servicer_support import CallerReader, abort
 
 SERVICE = cost_pb2.DESCRIPTOR.services_by_name["CostService"]
 MAX_OUTCOME_ID_CHARS = 128
 
 
 class CostServicer:
-    def __init__(self, accounting: CostAccounting) -> None:
+    """``CostReport`` needs a finance key (its own tenant's rows) or a global-finance key (every
+    tenant); ``RecordOutcome`` a caller key, for a request of its own tenant."""
+
+    def __init__(self, accounting: CostAccounting, callers: CallerReader) -> None:
         self._accounting = accounting
+        self._callers = callers
 
     async def CostReport(
         self, request: cost_pb2.CostReportRequest | UndecodableRequest, context: grpc.aio.ServicerContext
     ) -> cost_pb2.CostReportResponse:
+        principal = await self._principal(context, Role.FINANCE, Role.FINANCE_GLOBAL)
         if isinstance(request, UndecodableRequest):
             await _invalid(context, request.field, request.problem)
         try:
@@ -51,6 +59,7 @@ class CostServicer:
     async def RecordOutcome(
         self, request: cost_pb2.RecordOutcomeRequest | UndecodableRequest, context: grpc.aio.ServicerContext
     ) -> cost_pb2.RecordOutcomeResponse:
+        principal = await self._principal(context, Role.CALLER)
         if isinstance(request, UndecodableRequest):
             await _invalid(context, request.field, request.problem)
         for field in ("outcome_id", "request_id"):
@@ -81,6 +90,13 @@ class CostServicer:
         except LedgerError as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cost ledger unavailable: {error}")
         return cost_pb2.RecordOutcomeResponse(created=created)
+
+
+    async def _principal(self, context: grpc.aio.ServicerContext, *roles: Role) -> Principal:
+        try:
+            return self._callers.principal(context, *roles)
+        except RequestError as error:
+            await abort(context, error)
 
 
 async def _invalid(context: grpc.aio.ServicerContext, field: str, problem: str) -> NoReturn:

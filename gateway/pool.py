@@ -30,6 +30,7 @@ class Endpoint:
         max_reconnect_backoff_s: float = 1.0,
     ) -> None:
         self.url = url
+        self.pool_name = pool
         self.client = triton_aio.InferenceServerClient(url=url, channel_args=_channel_args(max_reconnect_backoff_s))
         self.models = {name: TritonModel(self.client, url, name, pool, device) for name in model_names}
         self.outlier = outlier

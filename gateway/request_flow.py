@@ -9,6 +9,8 @@ servicers translate in and out.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from opentelemetry import trace
 
 from gateway import telemetry_attributes as attr
 from gateway.answers import ModelAnswer
+from gateway.admission import Admission
 from gateway.errors import BackendUnavailable, BudgetExhausted, RequestError
 from gateway.result_cache import CachedAnswer, ResultCache
 from gateway.settlement import AnswerInfo, SettledRequestError, Settlement, UsageTally
@@ -74,6 +77,7 @@ class RequestFlow:
         default_deadline_s: float,
         payload_bytes: Callable[[ModelAnswer], int],
         budget_check: BudgetCheck | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """``payload_bytes``: the size of an answer as sent to the caller (priced as egress)."""
         self._cache = cache
@@ -81,13 +85,18 @@ class RequestFlow:
         self._default_deadline_s = default_deadline_s
         self._payload_bytes = payload_bytes
         self._budget_check = budget_check
+        self._admission = admission or Admission(None, {})
 
     async def run(self, route: Route[Query], caller: Caller, validate: Callable[[], Query]) -> Answered:
         """Runs one call; raises SettledRequestError (with the call's cost) when it fails."""
         request_id = uuid.uuid4().hex
         tally = UsageTally(rpc=route.rpc, feature=caller.feature_label, model_name=route.model.name)
+        started = time.monotonic()
+        admitted = False
         try:
             with tally.meter:
+                self._admission.enter(caller.tenant)
+                admitted = True
                 query = validate()
                 self._admit(tally.feature, caller.tenant)
             answer = await self._answer(route, query, caller, tally)
@@ -97,10 +106,17 @@ class RequestFlow:
             info = self._settlement.settle(request_id, caller.tenant, tally, error.status)
             await self._settlement.commit()
             raise SettledRequestError(error, info) from None
+        except asyncio.CancelledError:
+            # The caller went away (gRPC cancels the handler), or its deadline ran out.
+            self._settlement.settle(request_id, caller.tenant, tally, _cancelled_status(caller, started))
+            raise
         except BaseException:
-            # A bug or a cancellation: still account for what was spent, then let it propagate.
+            # A bug: still account for what was spent, then let it propagate.
             self._settlement.settle(request_id, caller.tenant, tally, "INTERNAL")
             raise
+        finally:
+            if admitted:
+                self._admission.leave()
         info = self._settlement.settle(request_id, caller.tenant, tally, "OK")
         await self._settlement.commit()
         return Answered(answer, info)
@@ -157,3 +173,10 @@ class RequestFlow:
         with tracer.start_as_current_span("cache.store"):
             await self._cache.put(key, entry)
             tally.cache_ops += 1
+
+
+def _cancelled_status(caller: Caller, started: float) -> str:
+    """DEADLINE_EXCEEDED when the caller's deadline had run out, else CANCELLED (the caller left)."""
+    if caller.time_remaining_s is not None and time.monotonic() - started >= caller.time_remaining_s:
+        return "DEADLINE_EXCEEDED"
+    return "CANCELLED"

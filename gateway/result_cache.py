@@ -22,20 +22,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
-from opentelemetry import metrics
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.circuit_breaker import CircuitBreaker
+from gateway.health_metrics import HealthMetrics
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter(__name__)
-cache_errors = _meter.create_counter(
-    "tollgate.cache.errors", description="Cache operations that failed and were bypassed"
-)
-cache_rejected = _meter.create_counter(
-    "tollgate.cache.rejected_entries", description="Cache entries that failed their seal or schema check (served as misses)"
-)
 
 # Bumped whenever CachedAnswer's layout or the key/seal scheme changes, so old entries are never misread.
 CACHE_SCHEMA = "v3"
@@ -134,8 +128,10 @@ class ResultCache:
         secret: CacheSecret,
         known_pools: Collection[str],
         breaker: CircuitBreaker,
+        metrics: HealthMetrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics or HealthMetrics(CollectorRegistry())
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
         self._secret = secret
@@ -144,12 +140,19 @@ class ResultCache:
 
     @classmethod
     def from_url(
-        cls, url: str, ttl_s: int, timeout_s: float, secret: CacheSecret, known_pools: Collection[str], breaker: CircuitBreaker
+        cls,
+        url: str,
+        ttl_s: int,
+        timeout_s: float,
+        secret: CacheSecret,
+        known_pools: Collection[str],
+        breaker: CircuitBreaker,
+        metrics: HealthMetrics | None = None,
     ) -> ResultCache:
         client = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
-        return cls(client, ttl_s, timeout_s, secret, known_pools, breaker)
+        return cls(client, ttl_s, timeout_s, secret, known_pools, breaker, metrics)
 
     async def get(self, key: str) -> CachedAnswer | None:
         if not self._breaker.allow():
@@ -169,7 +172,7 @@ class ResultCache:
                 raise ValueError("bad seal")
             return CachedAnswer.from_json(payload, self._known_pools)
         except (ValueError, TypeError, KeyError) as exc:
-            cache_rejected.add(1)
+            self._metrics.cache_rejected.inc()
             log.debug("cache entry rejected (%s); served as a miss", exc)
             return None
 
@@ -190,10 +193,12 @@ class ResultCache:
 
     def _report_failure(self, operation: str, exc: BaseException) -> None:
         """Counts every failure; logs when the breaker opens, not on every request."""
-        cache_errors.add(1, {"operation": operation})
+        self._metrics.cache_errors.labels(operation).inc()
         if self._breaker.failure():
+            self._metrics.cache_skipped.set(1)
             log.warning("cache %s failed, skipping the cache for a cool-down: %s", operation, str(exc) or type(exc).__name__)
 
     def _report_success(self) -> None:
         if self._breaker.success():
+            self._metrics.cache_skipped.set(0)
             log.info("cache is answering again; caching resumed")

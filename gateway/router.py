@@ -3,25 +3,34 @@
 A call goes to the pool the policy prefers among those that are healthy and below their
 in-flight limit. If that endpoint is unreachable or not ready (a safe failure: the call did
 not run, and inference has no side effects), the call is retried on the next choice, within
-the caller's deadline and the retry budget. Time-outs are not retried (the deadline is spent)
-but count towards ejecting the endpoint. When no pool is healthy the call fails UNAVAILABLE,
-naming what is down; when every healthy pool is full it is shed with RESOURCE_EXHAUSTED
-instead of queueing without bound.
+the caller's deadline and the retry budget. Each Triton call is also bounded by the gateway's
+own ``call_timeout_s``: an endpoint that does not answer within it has failed (and the call is
+retried elsewhere if the caller's deadline allows), while a call cut by the *caller's* deadline,
+or cancelled by the caller, says nothing about the endpoint and never counts towards ejecting
+it. Ejections never take out more than ``max_ejection_percent`` of the endpoints (at least one
+may go, never the last). When no pool is healthy the call fails UNAVAILABLE, naming what is
+down; when every healthy pool is full it is shed with RESOURCE_EXHAUSTED instead of queueing
+without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import tritonclient.grpc.aio as triton_aio
 
-from gateway.errors import BackendUnavailable, DeadlineExceeded, PoolsSaturated
+from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, PoolsSaturated
 from gateway.pool import Endpoint, Pool
 from gateway.retry_budget import RetryBudget
 from gateway.routing_policy import PolicyName, Reason, choose
 from gateway.triton_model import ModelState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,13 +52,21 @@ class Router:
         latency_objective_ms: float,
         retry_budget: RetryBudget,
         max_attempts: int,
+        *,
+        call_timeout_s: float = math.inf,
+        max_ejection_percent: float = 10.0,
+        on_ejection: Callable[[Endpoint], None] | None = None,
     ) -> None:
         self.pools = pools
         self._policy = policy
         self._objective_ms = latency_objective_ms
         self._budget = retry_budget
         self._max_attempts = max_attempts
+        self._call_timeout_s = call_timeout_s
+        self._max_ejection_percent = max_ejection_percent
+        self._on_ejection = on_ejection
         self._by_name = {pool.name: pool for pool in pools}
+        self._endpoints = [endpoint for pool in pools for endpoint in pool.endpoints]
 
     def model(self, name: str) -> RoutedModel:
         return RoutedModel(name, self)
@@ -91,20 +108,45 @@ class Router:
             endpoint = pool.pick(model, tried)
             assert endpoint is not None  # choose() only returns pools with a servable endpoint
             tried.add(endpoint)
+            remaining_s = deadline - time.monotonic()
+            limit_s = min(remaining_s, self._call_timeout_s)
             try:
-                result = await self._call(pool, endpoint, model, inputs, deadline - time.monotonic())
+                result = await self._call(pool, endpoint, model, inputs, limit_s)
             except BackendUnavailable as error:
-                endpoint.outlier.record_failure()
+                self._record_failure(endpoint)
                 failure = error
                 continue
             except DeadlineExceeded:
-                endpoint.outlier.record_failure()
+                if limit_s >= remaining_s:
+                    raise  # the caller's deadline: not the endpoint's fault
+                self._record_failure(endpoint)
+                failure = BackendUnavailable(
+                    f"{endpoint.url} ({pool.name}) did not answer within the gateway's call limit of {limit_s:.3f}s"
+                )
+                continue
+            except BackendFailed:
+                self._record_failure(endpoint)
                 raise
             endpoint.outlier.record_success()
             reason: Reason = decision.reason if attempt == 1 else "retry"
             return result, Placement(pool.name, pool.device, pool.location, reason, attempt)
         assert failure is not None
         raise failure
+
+    def _record_failure(self, endpoint: Endpoint) -> None:
+        if endpoint.outlier.record_failure(may_eject=self._may_eject()):
+            log.warning(
+                "ejected Triton endpoint %s of pool %s for %.1fs after %s",
+                endpoint.url, endpoint.pool_name, endpoint.outlier.ejected_for_s, "repeated failures",
+            )
+            if self._on_ejection is not None:
+                self._on_ejection(endpoint)
+
+    def _may_eject(self) -> bool:
+        """Envoy's max ejection percent: at least one endpoint may be ejected, never the last."""
+        ejected = sum(endpoint.outlier.is_ejected() for endpoint in self._endpoints)
+        allowed = max(1, math.floor(len(self._endpoints) * self._max_ejection_percent / 100))
+        return ejected < min(allowed, len(self._endpoints) - 1)
 
     def record_compute(self, pool: str, model: str, compute_ns: int) -> None:
         """The model-measured compute of a call, for policies that weigh cost per call."""

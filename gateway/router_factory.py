@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from costing.price_book import PriceBook
 from gateway.outlier_detection import OutlierDetector
 from gateway.pool import Endpoint, Pool
@@ -10,7 +12,9 @@ from gateway.router import Router
 from gateway.settings import Settings
 
 
-def build_router(settings: Settings, book: PriceBook, model_names: list[str]) -> Router:
+def build_router(
+    settings: Settings, book: PriceBook, model_names: list[str], on_ejection: Callable[[Endpoint], None] | None = None
+) -> Router:
     pools = []
     for rank, config in enumerate(settings.effective_pools()):
         entry = book.pool(config.name)  # an unknown pool fails here, at start-up, naming the known ones
@@ -44,4 +48,13 @@ def build_router(settings: Settings, book: PriceBook, model_names: list[str]) ->
     budget = RetryBudget(
         settings.retry_budget_ratio, settings.retry_budget_min_per_window, settings.retry_budget_window_s
     )
-    return Router(pools, settings.routing_policy, settings.latency_objective_ms, budget, settings.max_attempts)
+    return Router(
+        pools,
+        settings.routing_policy,
+        settings.latency_objective_ms,
+        budget,
+        settings.max_attempts,
+        call_timeout_s=settings.triton_call_timeout_s,
+        max_ejection_percent=settings.outlier_max_ejection_percent,
+        on_ejection=on_ejection,
+    )

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import secrets
 import signal
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,9 +27,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from costing.accounting import CostAccounting
 from costing.price_book import load_price_book
 from gateway import cost_servicer, recommendation_servicer, search_servicer
+from gateway.admission import Admission
 from gateway.api_keys import KeyStore
 from gateway.authentication import Authenticator
 from gateway.circuit_breaker import CircuitBreaker
+from gateway.health_metrics import HealthMetrics
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
 from gateway.result_cache import CacheKeys, CacheSecret, ResultCache
@@ -37,7 +40,7 @@ from gateway.request_metrics import RequestMetrics
 from gateway.servicer_support import CallerReader, payload_bytes, register
 from gateway.settings import Settings
 from gateway.settlement import Settlement
-from gateway.tenants import TenantRegistry
+from gateway.tenants import TenantRegistry, tenant_rates
 from gateway.tls import server_credentials
 from gateway.tracing import setup_tracing
 from gateway.router_factory import build_router
@@ -59,7 +62,14 @@ class Gateway:
         self._tracer_provider = setup_tracing(settings) if settings.tracing_enabled else None
         book = load_price_book(settings.price_book_path)
         self._book_version = book.version
-        self._router = build_router(settings, book, [settings.recommender_model, settings.search_model])
+        self._accounting = CostAccounting.from_settings(settings, book)
+        health_metrics = HealthMetrics(self._accounting.metrics.registry)
+        self._router = build_router(
+            settings,
+            book,
+            [settings.recommender_model, settings.search_model],
+            on_ejection=lambda endpoint: health_metrics.ejections.labels(endpoint.pool_name).inc(),
+        )
         recommender = self._router.model(settings.recommender_model)
         search = self._router.model(settings.search_model)
         # Which model each service needs; the health service reports them one by one.
@@ -76,11 +86,11 @@ class Gateway:
                 cache_secret,
                 known_pools=[pool.name for pool in settings.effective_pools()],
                 breaker=CircuitBreaker(settings.cache_breaker_failures, settings.cache_breaker_cooldown_s),
+                metrics=health_metrics,
             )
             if settings.cache_enabled
             else None
         )
-        self._accounting = CostAccounting.from_settings(settings, book)
         request_metrics = RequestMetrics(self._accounting.metrics.registry)
         settlement = Settlement(
             book,
@@ -94,9 +104,10 @@ class Gateway:
             default_deadline_s=settings.default_deadline_s,
             payload_bytes=payload_bytes,
             budget_check=self._accounting.should_shed if settings.budgets else None,
+            admission=Admission(settings.max_concurrent_calls, tenant_rates(settings.tenants)),
         )
         limits = Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length, settings.max_query_chars)
-        callers = _callers(settings)
+        callers = _callers(settings, on_refused=lambda reason: health_metrics.refused.labels(reason).inc())
         cache_keys = CacheKeys(settings.cache_prefix, cache_secret)
 
         self._health = health_aio.HealthServicer()
@@ -173,7 +184,7 @@ class Gateway:
         log.info("gateway stopped; ledger flushed")
 
 
-def _callers(settings: Settings) -> CallerReader:
+def _callers(settings: Settings, on_refused: Callable[[str], None]) -> CallerReader:
     """Authentication from the API key file and, with mutual TLS, client certificates; the
     registered tenants bound every tenant and feature label."""
     if not settings.tenants:
@@ -183,7 +194,7 @@ def _callers(settings: Settings) -> CallerReader:
     cert_tenants = tenants.ids if settings.tls_client_ca_file else frozenset()
     if keys is None and not cert_tenants:
         raise RuntimeError("no way to authenticate callers: set TOLLGATE_API_KEYS_FILE or mutual TLS")
-    return CallerReader(Authenticator(keys, cert_tenants=cert_tenants), tenants)
+    return CallerReader(Authenticator(keys, cert_tenants=cert_tenants), tenants, on_refused)
 
 
 def _listen(server: grpc.aio.Server, settings: Settings) -> int:

@@ -35,18 +35,28 @@ FLOAT_FIELD_BYTES = 5
 class CallerReader:
     """Who is calling (from its credential, never from free-text metadata) and its deadline."""
 
-    def __init__(self, authenticator: Authenticator, tenants: TenantRegistry) -> None:
+    def __init__(
+        self, authenticator: Authenticator, tenants: TenantRegistry, on_refused: Callable[[str], None] | None = None
+    ) -> None:
+        """``on_refused(status)``: counts every refused credential or right."""
         self._authenticator = authenticator
         self.tenants = tenants
+        self._on_refused = on_refused
 
-    def principal(self, context: grpc.aio.ServicerContext) -> Principal:
-        """The authenticated caller; raises Unauthenticated."""
-        return self._authenticator.authenticate(context.invocation_metadata() or (), context.auth_context())
+    def principal(self, context: grpc.aio.ServicerContext, *roles: Role) -> Principal:
+        """The authenticated caller holding one of ``roles``; raises Unauthenticated or PermissionDenied."""
+        try:
+            principal = self._authenticator.authenticate(context.invocation_metadata() or (), context.auth_context())
+            require(principal, *roles)
+        except RequestError as error:
+            if self._on_refused is not None:
+                self._on_refused(error.status.lower())
+            raise
+        return principal
 
     def read(self, context: grpc.aio.ServicerContext, feature: str) -> Caller:
         """A caller allowed to call the models, with the bounded label of its feature."""
-        principal = self.principal(context)
-        require(principal, Role.CALLER)
+        principal = self.principal(context, Role.CALLER)
         return Caller(
             tenant=principal.tenant,
             time_remaining_s=context.time_remaining(),

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         None, description="API key store (tollgate keys ...); callers send 'authorization: Bearer <key>'."
     )
+    max_concurrent_calls: int = Field(
+        512, ge=1, description="Calls in progress in one gateway above which new ones get RESOURCE_EXHAUSTED at once."
+    )
     api_keys_reload_s: float = Field(2.0, gt=0, description="How often the key file is checked for changes.")
 
     # --- request limits (validation) -----------------------------------------------------
@@ -96,6 +99,13 @@ class Settings(BaseSettings):
     retry_budget_window_s: float = Field(10.0, gt=0, description="Window of the retry budget.")
     outlier_consecutive_failures: int = Field(
         3, ge=1, description="Consecutive unavailable/timed-out calls that eject an endpoint."
+    )
+    outlier_max_ejection_percent: float = Field(
+        10.0, gt=0, le=100, description="Most endpoints (in %) ejected at once; at least one may be, never the last (Envoy's rule)."
+    )
+    triton_call_timeout_s: float = Field(
+        1.0, gt=0, description="The gateway's own limit on one Triton call: no answer within it is the endpoint's fault "
+        "(counts towards ejecting it, and the call is retried elsewhere if the caller's deadline allows).",
     )
     outlier_base_ejection_s: float = Field(2.0, gt=0, description="First ejection; doubles on each repeat.")
     outlier_max_ejection_s: float = Field(30.0, gt=0, description="Longest ejection.")

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from gateway.admission import TenantRate
 from gateway.errors import InvalidArgument
 from gateway.validation import FEATURE_LABEL
 
@@ -29,6 +30,19 @@ class TenantConfig(BaseModel):
     features: list[Annotated[str, StringConstraints(pattern=FEATURE_PATTERN)]] = Field(
         min_length=1, description="Features finance reports on, e.g. ['home_feed', 'cart_upsell', 'search_box']."
     )
+    rate_per_s: float | None = Field(
+        None, gt=0, description="Calls per second this tenant may make to one gateway (token bucket); empty: unlimited."
+    )
+    burst: float | None = Field(None, ge=1, description="Calls above the rate a tenant may burst to (default: one second's worth).")
+
+
+def tenant_rates(tenants: list[TenantConfig]) -> dict[str, TenantRate]:
+    """The token-bucket rate of every tenant that has one."""
+    return {
+        tenant.id: TenantRate(tenant.rate_per_s, tenant.burst or max(1.0, tenant.rate_per_s))
+        for tenant in tenants
+        if tenant.rate_per_s is not None
+    }
 
 
 class TenantRegistry:

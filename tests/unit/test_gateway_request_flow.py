@@ -1,10 +1,13 @@
 """RequestFlow with an in-memory cache and a scripted model route (pure logic): every request is
 settled once, priced by the price book and recorded in the ledger, whatever its outcome."""
 
+import asyncio
+
 import pytest
 
 from costing.ledger import LedgerWriter, SqliteLedger
 from costing.price_book import load_price_book
+from gateway.admission import Admission, TenantRate
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
 from gateway.request_flow import Caller, RequestFlow
@@ -75,7 +78,7 @@ def book():
     return load_price_book(Settings().price_book_path)
 
 
-def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_answer=False, durations=None):
+def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_answer=False, durations=None, admission=None):
     writer = LedgerWriter(ledger, flush_interval_s=60)
     observe = (lambda rpc, seconds: durations.append((rpc, seconds))) if durations is not None else None
     flow = RequestFlow(
@@ -84,6 +87,7 @@ def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_ans
         default_deadline_s=1.5,
         payload_bytes=payload_bytes,
         budget_check=budget_check,
+        admission=admission,
     )
     return flow, writer
 
@@ -230,3 +234,59 @@ async def test_without_commit_before_answer_records_wait_for_the_flush(ledger, b
     assert ledger.count() == 0 and writer.pending == 1
     await writer.close()
     assert ledger.count() == 1
+
+
+class HangingRoute(ScriptedRoute):
+    """A model that never answers: the call ends only by cancellation."""
+
+    async def answer(self, query, timeout_s):
+        self.calls.append(query)
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize(("time_remaining_s", "status"), [(None, "CANCELLED"), (0.05, "DEADLINE_EXCEEDED")])
+async def test_a_call_cancelled_in_flight_is_recorded_with_its_true_status(ledger, book, time_remaining_s, status):
+    """gRPC cancels the handler both when the caller leaves and when its deadline runs out."""
+    flow, writer = make_flow(ledger, book, cache=None)
+    task = asyncio.create_task(recommend(flow, HangingRoute(), time_remaining_s=time_remaining_s))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await writer.close()
+    [record] = ledger.records()
+    assert record.status == status
+
+
+async def test_over_the_concurrency_limit_a_call_is_refused_at_once_and_recorded(ledger, book):
+    admission = Admission(max_in_flight=1, rates={})
+    flow, writer = make_flow(ledger, book, cache=None, admission=admission)
+    first = asyncio.create_task(recommend(flow, HangingRoute()))
+    await asyncio.sleep(0.05)
+    with pytest.raises(SettledRequestError) as refused:
+        await recommend(flow, ScriptedRoute())
+    assert refused.value.status == "RESOURCE_EXHAUSTED" and "concurrent" in refused.value.message
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert admission.in_flight == 0, "a cancelled call leaves its slot"
+    await recommend(flow, ScriptedRoute())
+    await writer.close()
+    assert sorted(r.status for r in ledger.records()) == ["CANCELLED", "OK", "RESOURCE_EXHAUSTED"]
+
+
+async def test_a_tenant_over_its_rate_is_refused_and_others_are_not(ledger, book):
+    now = [0.0]
+    admission = Admission(None, {"acme": TenantRate(per_second=1.0, burst=2.0)}, clock=lambda: now[0])
+    flow, writer = make_flow(ledger, book, admission=admission)
+    route = ScriptedRoute()
+    await recommend(flow, route)
+    await recommend(flow, route)
+    with pytest.raises(SettledRequestError) as refused:
+        await recommend(flow, route)
+    assert refused.value.status == "RESOURCE_EXHAUSTED" and "acme" in refused.value.message
+    await recommend(flow, route, tenant="globex")  # no rate set: not limited
+    now[0] = 1.0
+    await recommend(flow, route)  # one token back after a second
+    await writer.close()
+    assert [r.status for r in ledger.records()].count("RESOURCE_EXHAUSTED") == 1

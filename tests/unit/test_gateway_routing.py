@@ -3,7 +3,7 @@ and the router's retry/shed behaviour over scripted endpoints."""
 
 import pytest
 
-from gateway.errors import BackendUnavailable, DeadlineExceeded, PoolsSaturated
+from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, PoolsSaturated
 from gateway.outlier_detection import OutlierDetector
 from gateway.pool import Endpoint, Pool
 from gateway.retry_budget import RetryBudget
@@ -122,8 +122,28 @@ def pool(name, device, url, fail_with=None, limit=4, rank=0):
     return Pool(name, device, "private", 1.0, rank, limit, [endpoint])
 
 
-def router(*pools, max_attempts=3, budget=None):
-    return Router(list(pools), "gpu_first", 50.0, budget or RetryBudget(0.2, 10, 10), max_attempts)
+def router(*pools, max_attempts=3, budget=None, **options):
+    return Router(list(pools), "gpu_first", 50.0, budget or RetryBudget(0.2, 10, 10), max_attempts, **options)
+
+
+class SlowTriton(ScriptedTriton):
+    """Answers only when given more than ``needs_s``; else times out as the real client does."""
+
+    def __init__(self, url, needs_s):
+        super().__init__(url)
+        self.needs_s = needs_s
+        self.timeouts = []
+
+    async def infer(self, inputs, timeout_s):
+        self.calls += 1
+        self.timeouts.append(timeout_s)
+        if timeout_s <= self.needs_s:
+            raise DeadlineExceeded(f"no answer within {timeout_s}")
+        return f"answer from {self.url}"
+
+
+def ejected(p):
+    return p.endpoints[0].outlier.is_ejected()
 
 
 async def test_an_unavailable_primary_is_retried_on_the_fallback():
@@ -190,3 +210,62 @@ async def test_a_pools_latency_is_forgotten_after_its_memory_so_a_slow_pool_is_t
     assert private.view("m", set()).latency_ms is None, "no call for 5 s: unknown, so tried again"
     private.observe_latency(20.0)
     assert private.recent_latency_ms() == 20.0, "a fresh start, not the old average"
+
+
+async def test_the_callers_own_deadline_never_ejects_an_endpoint():
+    """A burst of 1 ms deadlines is the caller's choice, not the endpoint's fault."""
+    gpu = pool("gpu", "gpu", "g:1")
+    gpu.endpoints[0].models["m"] = SlowTriton("g:1", needs_s=0.5)
+    cpu = pool("cpu", "cpu", "c:1", rank=1)
+    r = router(gpu, cpu, call_timeout_s=1.0)
+    for _ in range(10):
+        with pytest.raises(DeadlineExceeded):
+            await r.infer("m", [], 0.001)
+    assert not ejected(gpu) and not ejected(cpu)
+    assert cpu.endpoints[0].models["m"].calls == 0, "the caller's deadline is not retried"
+
+
+async def test_no_answer_within_the_gateways_call_limit_is_the_endpoints_fault_and_retried():
+    gpu = pool("gpu", "gpu", "g:1")
+    slow = SlowTriton("g:1", needs_s=0.5)
+    gpu.endpoints[0].models["m"] = slow
+    cpu = pool("cpu", "cpu", "c:1", rank=1)
+    r = router(gpu, cpu, call_timeout_s=0.2, max_ejection_percent=50)
+    result, placement = await r.infer("m", [], 5.0)
+    assert slow.timeouts == [0.2], "bounded by the gateway's limit, not the caller's 5 s"
+    assert (result, placement.reason) == ("answer from c:1", "retry")
+    await r.infer("m", [], 5.0)
+    assert ejected(gpu), "two failures in a row (the detector's threshold) eject it"
+
+
+async def test_a_call_the_server_failed_counts_towards_ejection_and_is_not_retried():
+    gpu = pool("gpu", "gpu", "g:1", fail_with=BackendFailed("model raised"))
+    cpu = pool("cpu", "cpu", "c:1", rank=1)
+    r = router(gpu, cpu, max_ejection_percent=50)
+    for _ in range(2):
+        with pytest.raises(BackendFailed):
+            await r.infer("m", [], 1.0)
+    assert cpu.endpoints[0].models["m"].calls == 0
+    assert ejected(gpu)
+
+
+async def test_ejections_never_take_the_last_endpoint_and_are_reported():
+    down = BackendUnavailable("down")
+    gpu, cpu = pool("gpu", "gpu", "g:1", fail_with=down), pool("cpu", "cpu", "c:1", fail_with=down, rank=1)
+    seen = []
+    r = router(gpu, cpu, max_ejection_percent=10, on_ejection=lambda endpoint: seen.append(endpoint.url))
+    for _ in range(6):
+        with pytest.raises(BackendUnavailable):
+            await r.infer("m", [], 1.0)
+    assert [ejected(gpu), ejected(cpu)] == [True, False], "10 % of 2 rounds down, but one may always go; never both"
+    assert seen == ["g:1"]
+
+
+async def test_max_ejection_percent_bounds_how_many_go_at_once():
+    down = BackendUnavailable("down")
+    pools = [pool(f"p{i}", "cpu", f"h:{i}", fail_with=down, rank=i) for i in range(4)]
+    r = router(*pools, max_attempts=4, budget=RetryBudget(1.0, 100, 10), max_ejection_percent=50)
+    for _ in range(8):
+        with pytest.raises(BackendUnavailable):
+            await r.infer("m", [], 1.0)
+    assert sum(ejected(p) for p in pools) == 2, "50 % of 4"
