@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from benchmarks.report import markdown, print_report
+from benchmarks.results_table import markdown, print_report
 from benchmarks.runner import FULL, QUICK
 from benchmarks.suite import LATEST, SECTIONS, bench_dir, run_suite
 from gateway.settings import get_settings

@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks.goals import evaluate_all
 from benchmarks.machine import load_now, machine_facts
-from benchmarks.report import Section
+from benchmarks.results_table import Section
 from benchmarks.runner import Profile, Runner
 from benchmarks.sections import Context, cache, gateway_overhead, quantization, scaling, tracing
 from benchmarks.stack import bench_stack, search_models
