@@ -12,7 +12,7 @@ bounded in count and time), and prints a table of:
 5. latency and cost vs catalogue size (synthetic beyond the real catalogue) and concurrency.
 
 Results go to ``var/bench/bench-<UTC time>.json`` and ``var/bench/latest.json``;
-``python -m benchmarks report --format markdown`` renders README's table, and
+``python -m benchmarks report --format markdown`` renders the results tables (benchmarks/RESULTS.md), and
 ``python -m benchmarks profile`` samples the gateway's hot path with py-spy.
 
 The pure parts (statistics, goals, load bounds and loops, synthetic catalogues) are unit-tested

@@ -11,8 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from benchmarks.report import markdown, print_report
 from benchmarks.results_page import publish as publish_results
+from benchmarks.results_table import markdown, print_report
 from benchmarks.runner import FULL, QUICK
 from benchmarks.suite import LATEST, SECTIONS, bench_dir, run_suite
 from gateway.settings import get_settings

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import markdown
+from benchmarks.results_table import markdown
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS_PAGE = BENCHMARKS / "RESULTS.md"

@@ -2,7 +2,7 @@
 
 Output: ``var/bench/bench-<UTC time>.json`` (everything: machine facts, every load run, every
 row and figure, the goals) and a copy at ``var/bench/latest.json``; the table is printed, and
-``python -m benchmarks report --format markdown`` renders it for README's Performance section.
+``python -m benchmarks report --format markdown`` renders it (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks.goals import evaluate_all
 from benchmarks.machine import load_now, machine_facts
-from benchmarks.report import Section
+from benchmarks.results_table import Section
 from benchmarks.runner import Profile, Runner
 from benchmarks.sections import Context, cache, gateway_overhead, quantization, scaling, tracing
 from benchmarks.stack import bench_stack, search_models

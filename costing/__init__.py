@@ -14,10 +14,16 @@ per step::
     writer.record(CostRecord(..., cost_total=cost.total, cost_egress=cost.egress, ...))  # never blocks
     await writer.close()                                 # on shutdown: nothing is lost
 
-``costing.accounting.CostAccounting`` wires the ledger, metrics, budgets, outcomes and the
-reconciliation from the settings for the gateway. Reports (``costing.report``), the
+Costing owns its configuration: ``costing.settings.CostingSettings`` (``TOLLGATE_*`` variables),
+which the gateway's ``Settings`` extends. ``costing.accounting.CostAccounting`` wires the
+ledger, metrics, budgets, outcomes and the reconciliation from those settings; the gateway
+passes in what only it knows (its pools' Triton clients, its model names). The ledger is the
+package ``costing.ledger`` (its writer, SQL, schema and backends); the reconciliation is the
+package ``costing.reconciliation`` (window allocation, Triton statistics, the scheduler, the
+summary). Reports (``costing.report``, rendered by ``costing.report_render``), the
 ``tollgate cost`` CLI (``costing.cli``), metrics and the reconciliation are imported from their
 modules, so that importing ``costing`` loads no table rendering, Prometheus or tritonclient.
+Nothing in costing depends on the gateway, the pipeline, the deployment or the benchmarks.
 """
 
 from costing.cost import RequestCost, Usage, price_request

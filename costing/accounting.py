@@ -1,7 +1,8 @@
 """Everything the gateway needs from costing, wired from the settings in one object.
 
-    accounting = CostAccounting.from_settings(settings, book)
-    await accounting.start(triton_clients={"cpu-local": [aio_client, ...]})  # in the event loop
+    accounting = CostAccounting.from_settings(settings, book)     # settings: CostingSettings
+    await accounting.start(triton_clients={"cpu-local": [aio_client, ...]},  # in the event loop
+                           models=["recommender", "product_search"])
     settlement = Settlement(book, accounting.writer)     # records -> ledger, metrics, budgets
     decision = accounting.should_shed(feature, tenant)   # before serving: RESOURCE_EXHAUSTED if .shed
     outcome = accounting.outcomes.build(...); await accounting.outcomes.record(outcome)
@@ -19,35 +20,31 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from costing.budgets import BudgetDecision, BudgetTracker, refresh_from_ledger
-from costing.ledger import LedgerWriter, SqlLedger, open_ledger, sqlite_url
+from costing.ledger import LedgerWriter, SqlLedger, open_ledger
 from costing.metrics import CostMetrics, MetricsServer, start_metrics_server
 from costing.outcomes import OutcomeStore
 from costing.price_book import PriceBook
-from costing.reconciler import WindowReconciler
-from costing.reconciliation import WindowResult
+from costing.reconciliation.allocation import WindowResult
+from costing.reconciliation.scheduler import WindowReconciler
+from costing.reconciliation.triton_stats import StatsClient, TritonStatsPoller
 from costing.report import ReportRow, build_report
-from costing.triton_stats import StatsClient, TritonStatsPoller
+from costing.settings import CostingSettings
 
 log = logging.getLogger(__name__)
 
 
-def ledger_url_of(settings: Any) -> str:
-    """The ledger URL the settings name: ``ledger_url``, else SQLite at ``ledger_path``."""
-    return settings.ledger_url or sqlite_url(settings.ledger_path)
-
-
-def open_settings_ledger(settings: Any, *, create: bool = True) -> SqlLedger:
-    return open_ledger(ledger_url_of(settings), create=create, schema=settings.ledger_schema)
+def open_settings_ledger(settings: CostingSettings, *, create: bool = True) -> SqlLedger:
+    """The ledger the settings name (``effective_ledger_url``, in ``ledger_schema``)."""
+    return open_ledger(settings.effective_ledger_url(), create=create, schema=settings.ledger_schema)
 
 
 class CostAccounting:
     """The ledger, its writer, the cost metrics, the budgets, the outcomes and the per-window
     reconciliation of one gateway process."""
 
-    def __init__(self, settings: Any, book: PriceBook, ledger: SqlLedger, metrics: CostMetrics) -> None:
+    def __init__(self, settings: CostingSettings, book: PriceBook, ledger: SqlLedger, metrics: CostMetrics) -> None:
         self.settings = settings
         self.book = book
         self.ledger = ledger
@@ -60,18 +57,19 @@ class CostAccounting:
         self.reconciler: WindowReconciler | None = None
         self._metrics_server: MetricsServer | None = None
         self._budget_task: asyncio.Task[None] | None = None
-        self._own_clients: list[Any] = []
 
     @classmethod
-    def from_settings(cls, settings: Any, book: PriceBook, metrics: CostMetrics | None = None) -> CostAccounting:
+    def from_settings(
+        cls, settings: CostingSettings, book: PriceBook, metrics: CostMetrics | None = None
+    ) -> CostAccounting:
         """Open the ledger the settings name (creating its schema); nothing runs until start()."""
         return cls(settings, book, open_settings_ledger(settings), metrics or CostMetrics())
 
-    async def start(self, triton_clients: Mapping[str, Sequence[StatsClient]] | None = None) -> None:
+    async def start(self, triton_clients: Mapping[str, Sequence[StatsClient]], models: Sequence[str]) -> None:
         """Start the periodic ledger flush, the metrics exporter (``metrics_port``), the budget
         refresh and, with ``reconciliation_enabled``, the reconciliation of the pools of
-        ``triton_clients`` (pool -> one tritonclient per endpoint; default: clients made here
-        for ``settings.effective_pools()``)."""
+        ``triton_clients`` (pool name -> one tritonclient per endpoint, owned by the caller)
+        against Triton's statistics of ``models`` (ensembles are expanded)."""
         settings = self.settings
         self.writer.start()
         self._metrics_server = start_metrics_server(self.metrics, settings.metrics_port, settings.metrics_host)
@@ -79,8 +77,7 @@ class CostAccounting:
             await self.refresh_budgets()
             self._budget_task = asyncio.get_running_loop().create_task(self._refresh_budgets_periodically())
         if settings.reconciliation_enabled:
-            clients = triton_clients if triton_clients is not None else self._make_clients()
-            await self._start_reconciler(clients)
+            await self._start_reconciler(triton_clients, models)
 
     def should_shed(self, feature: str, tenant: str) -> BudgetDecision:
         """Whether a call of ``feature`` for ``tenant`` must be shed (RESOURCE_EXHAUSTED, with
@@ -106,22 +103,18 @@ class CostAccounting:
             self._budget_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._budget_task
-        for client in self._own_clients:
-            with contextlib.suppress(Exception):
-                await client.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
         await self.writer.close()
         self.ledger.close()
 
-    async def _start_reconciler(self, clients: Mapping[str, Sequence[StatsClient]]) -> None:
+    async def _start_reconciler(self, clients: Mapping[str, Sequence[StatsClient]], models: Sequence[str]) -> None:
         settings = self.settings
         if settings.reconciliation_grace_s < 2 * settings.ledger_flush_interval_s:
             log.warning(
                 "reconciliation_grace_s %.1f s is under two ledger flush intervals (%.1f s): windows may miss records",
                 settings.reconciliation_grace_s, 2 * settings.ledger_flush_interval_s,
             )  # fmt: skip
-        models = (settings.recommender_model, settings.search_model)
         pollers = [
             TritonStatsPoller(pool_clients, models, pool, expand_ensembles=True)
             for pool, pool_clients in clients.items()
@@ -149,16 +142,6 @@ class CostAccounting:
                     window.pool, window.window_start.isoformat(), 100 * difference,
                     100 * self.settings.reconciliation_tolerance,
                 )  # fmt: skip
-
-    def _make_clients(self) -> dict[str, list[Any]]:
-        import tritonclient.grpc.aio as triton_aio
-
-        clients: dict[str, list[Any]] = {}
-        for pool in self.settings.effective_pools():
-            made = [triton_aio.InferenceServerClient(url=endpoint) for endpoint in pool.endpoints]
-            self._own_clients += made
-            clients[pool.name] = made
-        return clients
 
     async def _refresh_budgets_periodically(self) -> None:
         while True:

@@ -12,16 +12,9 @@ from typing import Annotated
 import typer
 
 from costing.ledger import LedgerError, SqlLedger, as_utc, open_ledger, sqlite_url
-from costing.report import (
-    GROUP_KEYS,
-    PoolReconciliation,
-    ReportFormat,
-    build_report,
-    check_group_keys,
-    reconciliation_summary,
-    render,
-)
-from gateway.settings import get_settings
+from costing.reconciliation.summary import PoolReconciliation, reconciliation_summary
+from costing.report import GROUP_KEYS, ReportFormat, build_report, check_group_keys
+from costing.settings import get_costing_settings
 
 cost_app = typer.Typer(help="What requests cost: reports from the cost ledger.", no_args_is_help=True)
 
@@ -74,6 +67,8 @@ def report(
 
     if not rows:
         typer.echo("No cost records in the requested range.", err=True)
+    from costing.report_render import render  # rich and pyarrow only here, never in `tollgate serve`
+
     content = render(rows, fmt)
     notes = [_describe(pool) for pool in pools]
     if output is None:
@@ -135,11 +130,11 @@ def _describe(pool: PoolReconciliation) -> str:
 def _open(ledger: Path | None, ledger_url: str | None) -> SqlLedger:
     if ledger is not None and ledger_url is not None:
         raise typer.BadParameter("give --ledger or --ledger-url, not both", param_hint="--ledger")
-    settings = get_settings()
+    settings = get_costing_settings()
     if ledger is not None:
         url = sqlite_url(ledger)
     else:
-        url = ledger_url or settings.ledger_url or sqlite_url(settings.ledger_path)
+        url = ledger_url or settings.effective_ledger_url()
     try:
         return open_ledger(url, create=False, schema=settings.ledger_schema)
     except LedgerError as exc:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from costing.price_book import PriceBook
 
-NS_PER_HOUR = 3_600 * 1_000_000_000
+NS_PER_SECOND = 1_000_000_000
+NS_PER_HOUR = 3_600 * NS_PER_SECOND
 OPS_PER_MILLION = 1_000_000
 BYTES_PER_GB = 1_000_000_000  # egress is priced per decimal GB
 

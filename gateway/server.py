@@ -138,7 +138,8 @@ class Gateway:
         self._readiness_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._accounting.start(triton_clients=self._router.stats_clients())
+        models = (self.settings.recommender_model, self.settings.search_model)
+        await self._accounting.start(triton_clients=self._router.stats_clients(), models=models)
         await self._set_health(serving=False)
         await self._health.set(LIVENESS_SERVICE, _status(True))
         await self._health.set(cost_servicer.SERVICE.full_name, _status(True))

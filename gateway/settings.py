@@ -1,7 +1,8 @@
 """The one typed settings object of Tollgate, read from ``TOLLGATE_*`` environment variables.
 
-Every knob the gateway, the costing and the local stack use lives here, with its default and
-why; nothing else in the code reads the environment.
+Every knob the gateway and the local stack use lives here, with its default and why; the
+costing's own knobs live in ``costing.settings.CostingSettings``, which ``Settings`` extends.
+Nothing else in the code reads the environment.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from costing.budgets import BudgetConfig
+from costing.settings import CostingSettings
 from gateway.tenants import TenantConfig, UndeclaredFeature
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,10 @@ class PoolConfig(BaseModel):
     max_in_flight: int = Field(64, ge=1, description="Calls in flight to this pool before it counts as full.")
 
 
-class Settings(BaseSettings):
+class Settings(CostingSettings):
+    """The gateway's settings; the costing's (price book, ledger, reconciliation, metrics,
+    budgets) come from ``CostingSettings``, so ``Settings(ledger_path=...)`` still sets them."""
+
     model_config = SettingsConfigDict(env_prefix="TOLLGATE_", env_file=None, extra="ignore")
 
     # --- gRPC front door ---------------------------------------------------------------
@@ -141,61 +145,6 @@ class Settings(BaseSettings):
     )
     cache_breaker_cooldown_s: float = Field(
         5.0, gt=0, description="How long the cache is skipped before one call probes it again."
-    )
-
-    # --- costing --------------------------------------------------------------------------
-    price_book_path: Path = Field(
-        REPO_ROOT / "costing" / "price_book.toml", description="Price book that turns compute into money."
-    )
-    ledger_path: Path = Field(REPO_ROOT / "var" / "ledger.sqlite", description="SQLite cost ledger.")
-    ledger_flush_interval_s: float = Field(
-        1.0, gt=0, description="How often buffered cost records are written to the ledger."
-    )
-
-    ledger_commit_before_answer: bool = Field(
-        False,
-        description="Answer a call only once its cost record is written (group commit), so a killed "
-        "gateway loses no record a caller was given; costs one ledger write per batch of concurrent calls.",
-    )
-
-    # --- costing: cost accounting (ledger backend, reconciliation, metrics, budgets) ----------
-    # Owned by costing/ (see costing/accounting.py); only ever added to.
-    ledger_url: str | None = Field(
-        None,
-        description="Cost ledger database: sqlite:///relative/path, sqlite:////absolute/path, or "
-        "postgresql://user@host:5432/db (shared by several gateway replicas). Empty: SQLite at ledger_path.",
-    )
-    ledger_schema: str | None = Field(
-        None, description="PostgreSQL schema of the ledger (empty: the connection's search_path)."
-    )
-    reconciliation_enabled: bool = Field(
-        True, description="Reconcile each pool per window against Triton's statistics and persist the windows."
-    )
-    reconciliation_window_s: float = Field(
-        60.0, gt=0, description="Length of a reconciliation window (aligned to the clock, so replicas agree)."
-    )
-    reconciliation_grace_s: float = Field(
-        5.0,
-        ge=0,
-        description="Wait after a window ends before reconciling it, so every replica has flushed its records "
-        "(keep above 2 x ledger_flush_interval_s, below reconciliation_window_s).",
-    )
-    reconciliation_tolerance: float = Field(
-        0.02, gt=0, description="Attributed vs Triton compute difference above which a window is flagged."
-    )
-    metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port of the cost counters; 0 = off.")
-    metrics_host: str = Field("127.0.0.1", description="Address the Prometheus exporter listens on.")
-    budgets: list[BudgetConfig] = Field(
-        default_factory=list,
-        description="Monthly budgets as JSON, e.g. "
-        '[{"scope":"feature","name":"home_feed","usd_per_month":50,"shed":true},'
-        '{"scope":"tenant","name":"shop-uk","usd_per_month":200}].',
-    )
-    budget_alert_ratios: list[float] = Field(
-        [0.8, 1.0], description="Shares of a budget at which an alert is raised (log + metric)."
-    )
-    budget_refresh_s: float = Field(
-        30.0, gt=0, description="How often month-to-date spend is re-read from the (shared) ledger."
     )
 
     # --- OpenTelemetry ----------------------------------------------------------------------

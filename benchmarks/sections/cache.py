@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report import RATIO, Section
+from benchmarks.results_table import RATIO, Section
 from benchmarks.runner import values
 from benchmarks.sections import Context
 from benchmarks.stack import CACHED

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import statistics
 
-from benchmarks import perf_analyzer, triton_stats
+from benchmarks import perf_analyzer, triton_counters
 from benchmarks.pricing import compute_cost_per_1k, gateway_cpu_ns
 from benchmarks.proc import process_group
-from benchmarks.report import DIFF, RATIO, Section
+from benchmarks.results_table import DIFF, RATIO, Section
 from benchmarks.runner import cpu_us_per_request, errors_of, values
 from benchmarks.sections import Context
 from benchmarks.stack import PLAIN
@@ -128,9 +128,9 @@ def _cost_rows(ctx: Context, section: Section, results: dict, concurrency: int) 
 def _server_side_check(ctx: Context, direct: dict, concurrency: int) -> dict:
     """One more direct run, bracketed by Triton's statistics: does the server agree with the client?"""
     url, model = ctx.stack.triton.grpc_url, ctx.settings.recommender_model
-    before = triton_stats.snapshot(url, model)
+    before = triton_counters.snapshot(url, model)
     result = ctx.runner.run(label="direct Triton (stats)", **direct, concurrency=concurrency)
-    server = triton_stats.delta(before, triton_stats.snapshot(url, model))
+    server = triton_counters.delta(before, triton_counters.snapshot(url, model))
     client_sent = result["sent"] + (result["warmup"] or {}).get("sent", 0)
     return {
         "concurrency": concurrency,

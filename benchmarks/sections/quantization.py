@@ -17,7 +17,7 @@ from benchmarks import kernels
 from benchmarks.encoder_repo import FP32_MODEL, INT8_MODEL, build_encoder_repository
 from benchmarks.inprocess import one_thread, time_in_blocks
 from benchmarks.pricing import compute_cost_per_1k
-from benchmarks.report import RATIO, Section
+from benchmarks.results_table import RATIO, Section
 from benchmarks.runner import errors_of, values
 from benchmarks.sections import Context
 from benchmarks.stats import spread

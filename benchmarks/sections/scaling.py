@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks import kernels, synthetic
 from benchmarks.inprocess import one_thread, time_in_blocks
 from benchmarks.pricing import compute_cost_per_1k
-from benchmarks.report import RATIO, Section
+from benchmarks.results_table import RATIO, Section
 from benchmarks.runner import values
 from benchmarks.sections import Context
 from benchmarks.stats import spread

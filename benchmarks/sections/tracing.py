@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.pricing import gateway_cpu_ns
-from benchmarks.report import RATIO, Section
+from benchmarks.results_table import RATIO, Section
 from benchmarks.runner import errors_of, values
 from benchmarks.sections import Context
 from benchmarks.stack import PLAIN, TRACED, UNTRACED

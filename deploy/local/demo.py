@@ -21,7 +21,7 @@ from rich.console import Console
 from costing.chart import write_cost_chart
 from costing.ledger import SqliteLedger
 from costing.report import build_report as build_cost_report
-from costing.report import render
+from costing.report_render import render
 from deploy.local.demo_client import drive
 from deploy.local.demo_report import build_report, print_report
 from deploy.local.redis import delete_prefixed

@@ -19,10 +19,11 @@ import pytest
 from costing.ledger import LedgerWriter, SqlLedger, open_ledger
 from costing.metrics import CostMetrics
 from costing.price_book import load_price_book
-from costing.reconciler import WindowReconciler
-from costing.reconciliation import TritonCompute
+from costing.reconciliation.allocation import TritonCompute
+from costing.reconciliation.scheduler import WindowReconciler
+from costing.reconciliation.summary import reconciliation_summary
 from costing.records import CostRecord
-from costing.report import build_report, reconciliation_summary
+from costing.report import build_report
 from gateway.settings import get_settings
 
 pytestmark = pytest.mark.e2e

@@ -24,10 +24,11 @@ import tritonclient.grpc.aio as triton_aio
 from costing.cost import Usage, price_request
 from costing.ledger import SqliteLedger
 from costing.price_book import PriceBook, load_price_book
-from costing.reconciliation import reconcile_window
+from costing.reconciliation.allocation import reconcile_window
+from costing.reconciliation.summary import reconciliation_summary
+from costing.reconciliation.triton_stats import TritonStatsPoller, executing_models
 from costing.records import CostRecord
-from costing.report import build_report, reconciliation_summary
-from costing.triton_stats import TritonStatsPoller, executing_models
+from costing.report import build_report
 from deploy.local.triton import TritonServer
 from gateway.settings import get_settings
 

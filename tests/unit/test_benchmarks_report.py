@@ -3,9 +3,9 @@ import pytest
 from benchmarks.goals import evaluate_all
 from benchmarks.perf_analyzer import input_data, parse_csv
 from benchmarks.profiling import area_of, parse_collapsed, summarise
-from benchmarks.report import DIFF, RATIO, Section, markdown, number
+from benchmarks.results_table import DIFF, RATIO, Section, markdown, number
 from benchmarks.sections.cache import mix_curve
-from benchmarks.triton_stats import delta
+from benchmarks.triton_counters import delta
 
 
 def test_rows_compare_per_repetition_pair_and_name_figures_for_the_goals():

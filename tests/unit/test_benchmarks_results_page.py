@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from benchmarks import __main__ as cli
 from benchmarks.goals import evaluate_all
-from benchmarks.report import RATIO, Section, markdown
+from benchmarks.results_table import RATIO, Section, markdown
 from benchmarks.results_page import RESULTS_JSON, RESULTS_PAGE, publish, render_page
 
 

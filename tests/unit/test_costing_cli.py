@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from costing.cli import cost_app
 from costing.ledger import CostRecord, SqliteLedger
-from gateway.settings import get_settings
+from costing.settings import get_costing_settings
 
 runner = CliRunner()
 
@@ -62,9 +62,9 @@ def ledger_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
+    get_costing_settings.cache_clear()
     yield
-    get_settings.cache_clear()
+    get_costing_settings.cache_clear()
 
 
 def csv_rows(text: str) -> list[dict[str, str]]:
@@ -190,7 +190,7 @@ def test_reconciliation_command_without_windows(ledger_path: Path) -> None:
 
 def test_reconciliation_is_stated_under_the_table(ledger_path: Path) -> None:
     from costing.price_book import load_price_book
-    from costing.reconciliation import TritonCompute, reconcile_window
+    from costing.reconciliation.allocation import TritonCompute, reconcile_window
 
     book = load_price_book(Path(__file__).resolve().parents[2] / "costing" / "price_book.toml")
     start = dt.datetime(2026, 11, 1, 10, 0, tzinfo=dt.UTC)

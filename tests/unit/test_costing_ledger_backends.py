@@ -18,7 +18,7 @@ import pytest
 from test_costing_ledger import T0, make_record
 
 from costing.ledger import LedgerError, SqlLedger, open_ledger, sqlite_url
-from costing.ledger_sqlite import SqliteLedger
+from costing.ledger import SqliteLedger
 from costing.records import Allocation, Outcome, PoolWindow
 
 POSTGRES_URL = os.environ.get("TOLLGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

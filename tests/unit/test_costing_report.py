@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from costing.ledger import CostRecord, SqliteLedger
-from costing.report import GROUP_KEYS, ReportRow, build_report, render
+from costing.report import GROUP_KEYS, ReportRow, build_report
+from costing.report_render import render
 
 DAY1 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 FEATURES = ("home-feed", "search", "similar-items")

@@ -17,9 +17,11 @@ from costing.cost import Usage, price_request
 from costing.ledger import SqliteLedger
 from costing.money import from_pico
 from costing.price_book import PriceBook, load_price_book
-from costing.reconciliation import TritonCompute, reconcile_window
+from costing.reconciliation.allocation import TritonCompute, reconcile_window
+from costing.reconciliation.summary import reconciliation_summary
 from costing.records import CostRecord, Outcome
-from costing.report import build_report, reconciliation_summary, render
+from costing.report import build_report
+from costing.report_render import render
 
 BOOK_PATH = Path(__file__).resolve().parents[2] / "costing" / "price_book.toml"
 DAY1 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from costing.ledger import LedgerBackend
 from costing.price_book import PriceBook
-from costing.reconciliation import TritonCompute, WindowResult, reconcile_window
-from costing.triton_stats import TritonStatsPoller
+from costing.reconciliation.allocation import TritonCompute, WindowResult, reconcile_window
+from costing.reconciliation.triton_stats import TritonStatsPoller
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from costing.reconciliation import TritonCompute
+from costing.reconciliation.allocation import TritonCompute
 
 log = logging.getLogger(__name__)
 

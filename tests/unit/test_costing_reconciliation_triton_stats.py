@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from costing.triton_stats import ModelCounters, TritonStatsPoller, difference, executing_models, parse_statistics
+from costing.reconciliation.triton_stats import (
+    ModelCounters,
+    TritonStatsPoller,
+    difference,
+    executing_models,
+    parse_statistics,
+)
 
 
 def model_stats(name: str, batches: dict[int, tuple[int, int, int, int]], inferences: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from costing.ledger_schema import (
+from costing.ledger.schema import (
     COST_ALLOCATIONS,
     COST_RECORDS,
     COST_WINDOWS,

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from costing.ledger_schema import COST_RECORDS, POSTGRES, TABLES, migrations
-from costing.ledger_sql import LedgerError, SqlLedger
+from costing.ledger.schema import COST_RECORDS, POSTGRES, TABLES, migrations
+from costing.ledger.sql import LedgerError, SqlLedger
 
 T = TypeVar("T")
 

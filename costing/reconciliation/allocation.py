@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from costing.cost import NS_PER_HOUR
-from costing.ledger_sql import OwnerUsage
+from costing.ledger import OwnerUsage
 from costing.money import allocate, exact, to_pico
 from costing.price_book import PriceBook
 from costing.records import SHARED_POOL, UNALLOCATED_FEATURE, Allocation, PoolWindow

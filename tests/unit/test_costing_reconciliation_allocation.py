@@ -16,9 +16,9 @@ from collections import defaultdict
 
 import pytest
 
-from costing.ledger_sql import OwnerUsage
+from costing.ledger import OwnerUsage
 from costing.price_book import PriceBook, UnknownPoolError
-from costing.reconciliation import TritonCompute, reconcile_window
+from costing.reconciliation.allocation import TritonCompute, reconcile_window
 from costing.records import SHARED_POOL, UNALLOCATED_FEATURE, PoolWindow
 
 START = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from test_costing_ledger import make_record
 
-from costing.accounting import CostAccounting, ledger_url_of
+from costing.accounting import CostAccounting
 from costing.budgets import BudgetConfig
 from costing.ledger import SqliteLedger
 from costing.price_book import load_price_book
-from costing.reconciler import WindowReconciler
-from costing.report import reconciliation_summary
-from costing.triton_stats import TritonStatsPoller
+from costing.reconciliation.scheduler import WindowReconciler
+from costing.reconciliation.summary import reconciliation_summary
+from costing.reconciliation.triton_stats import TritonStatsPoller
+from costing.settings import CostingSettings
 from deploy.local.ports import free_port
-from gateway.settings import Settings
 
 BOOK = Path(__file__).resolve().parents[2] / "costing" / "price_book.toml"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -87,15 +87,15 @@ def test_reconciler_settings_are_checked(tmp_path: Path) -> None:
 
 async def test_cost_accounting_wires_ledger_metrics_budgets_outcomes_and_reports(tmp_path: Path) -> None:
     port = free_port()
-    settings = Settings(
+    settings = CostingSettings(
         ledger_path=tmp_path / "ledger.sqlite", ledger_flush_interval_s=0.05, metrics_port=port,
         budgets=[BudgetConfig(scope="feature", name="home-feed", usd_per_month=1e-6, shed=True)],
         reconciliation_window_s=0.5, reconciliation_grace_s=0.15,
     )  # fmt: skip
-    assert ledger_url_of(settings) == f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    assert settings.effective_ledger_url() == f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     triton = MeasuringTriton()
     accounting = CostAccounting.from_settings(settings, load_price_book(BOOK))
-    await accounting.start(triton_clients={"cpu-local": [triton]})
+    await accounting.start(triton_clients={"cpu-local": [triton]}, models=("recommender", "product_search"))
     try:
         now = dt.datetime.now(dt.UTC)
         assert not accounting.should_shed("home-feed", "acme").shed

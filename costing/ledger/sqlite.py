@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from costing.ledger_schema import COST_RECORDS, SQLITE
-from costing.ledger_sql import LedgerError, SqlLedger
+from costing.ledger.schema import COST_RECORDS, SQLITE
+from costing.ledger.sql import LedgerError, SqlLedger
 
 T = TypeVar("T")
 

@@ -1,0 +1,121 @@
+"""The cost ledger: where priced requests, outcomes and reconciled windows are kept.
+
+Two backends with the same tables and semantics, chosen by URL (``open_ledger``):
+``sqlite:///path`` (the embedded default, one gateway, ``sqlite.py``) and ``postgresql://...``
+(shared by several gateway replicas, ``postgres.py``); both run the SQL of ``sql.py`` on the
+tables of ``schema.py``. ``LedgerWriter`` (``writer.py``) keeps the blocking writes off the
+event loop. This module is the public face: import from ``costing.ledger``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from costing.ledger.schema import COST_RECORDS
+from costing.ledger.sql import (
+    ALLOCATION_KEYS,
+    GROUP_KEYS,
+    AllocationSums,
+    BudgetScope,
+    GroupSums,
+    LedgerError,
+    OutcomeSums,
+    OwnerUsage,
+    SqlLedger,
+)
+from costing.ledger.sqlite import SqliteLedger
+from costing.ledger.writer import LedgerSink, LedgerWriter
+from costing.records import Allocation, CostRecord, Outcome, PoolWindow, as_utc
+
+TABLE = COST_RECORDS.name
+COLUMNS: tuple[str, ...] = COST_RECORDS.column_names
+
+SQLITE_SCHEME = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+__all__ = [
+    "ALLOCATION_KEYS",
+    "COLUMNS",
+    "GROUP_KEYS",
+    "AllocationSums",
+    "CostRecord",
+    "GroupSums",
+    "LedgerBackend",
+    "LedgerError",
+    "LedgerSink",
+    "LedgerWriter",
+    "OutcomeSums",
+    "OwnerUsage",
+    "SqlLedger",
+    "SqliteLedger",
+    "as_utc",
+    "open_ledger",
+    "sqlite_url",
+]
+
+
+class LedgerBackend(Protocol):
+    """What the gateway, the reconciliation and the reports need from a ledger."""
+
+    description: str
+
+    def write(self, records: Sequence[CostRecord]) -> int: ...
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> int: ...
+    def write_windows(self, windows: Sequence[PoolWindow], allocations: Sequence[Allocation]) -> int: ...
+    def count(self) -> int: ...
+    def total_cost(self) -> float: ...
+    def records(
+        self, since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
+    ) -> list[CostRecord]: ...
+    def outcomes(self) -> list[Outcome]: ...
+    def windows(
+        self, since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
+    ) -> list[PoolWindow]: ...
+    def allocations(
+        self, since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
+    ) -> list[Allocation]: ...
+    def summarize(
+        self,
+        group_by: Sequence[str],
+        since: dt.datetime | dt.date | None = None,
+        until: dt.datetime | dt.date | None = None,
+    ) -> list[GroupSums]: ...
+    def summarize_allocations(
+        self,
+        group_by: Sequence[str],
+        since: dt.datetime | dt.date | None = None,
+        until: dt.datetime | dt.date | None = None,
+    ) -> list[AllocationSums]: ...
+    def summarize_outcomes(
+        self,
+        group_by: Sequence[str],
+        since: dt.datetime | dt.date | None = None,
+        until: dt.datetime | dt.date | None = None,
+    ) -> list[OutcomeSums]: ...
+    def owner_usage(self, since: dt.datetime, until: dt.datetime) -> list[OwnerUsage]: ...
+    def spend(self, scope: BudgetScope, since: dt.datetime, until: dt.datetime) -> dict[str, float]: ...
+    def close(self) -> None: ...
+
+
+def sqlite_url(path: Path | str) -> str:
+    """The ledger URL of a SQLite file."""
+    return SQLITE_SCHEME + str(Path(path).resolve())
+
+
+def open_ledger(url: str, *, create: bool = True, schema: str | None = None) -> SqlLedger:
+    """Open the ledger at ``url``: ``sqlite:///relative/path`` or ``sqlite:////absolute/path``
+    (SQLAlchemy's convention), or ``postgresql://user@host:port/db`` (``schema``: the
+    PostgreSQL schema to use). Without ``create`` the ledger must exist (reports)."""
+    if url.startswith(SQLITE_SCHEME):
+        path = url[len(SQLITE_SCHEME) :]
+        if not path:
+            raise LedgerError(f"ledger URL {url!r} names no file")
+        return SqliteLedger(Path(path), create=create)
+    if url.startswith(POSTGRES_SCHEMES):
+        from costing.ledger.postgres import PostgresLedger  # psycopg is needed only for this backend
+
+        return PostgresLedger(url, schema=schema, create=create)
+    raise LedgerError(f"unsupported ledger URL {url!r}: use sqlite:///PATH or postgresql://...")

@@ -1,0 +1,88 @@
+"""The costing's settings, read from ``TOLLGATE_*`` environment variables.
+
+Costing owns these fields: the price book, the ledger, the reconciliation, the cost metrics
+and the budgets. The gateway's ``Settings`` extends ``CostingSettings``, so one environment
+configures both and ``tollgate cost`` reads the same variables as the gateway.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from costing.budgets import BudgetConfig
+from costing.ledger import sqlite_url
+
+# The checkout (or installation) root: the default ledger lives in its var/, as local runs expect.
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+class CostingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_", env_file=None, extra="ignore")
+
+    # --- price book and ledger ------------------------------------------------------------
+    price_book_path: Path = Field(
+        _ROOT / "costing" / "price_book.toml", description="Price book that turns compute into money."
+    )
+    ledger_path: Path = Field(_ROOT / "var" / "ledger.sqlite", description="SQLite cost ledger.")
+    ledger_flush_interval_s: float = Field(
+        1.0, gt=0, description="How often buffered cost records are written to the ledger."
+    )
+
+    ledger_commit_before_answer: bool = Field(
+        False,
+        description="Answer a call only once its cost record is written (group commit), so a killed "
+        "gateway loses no record a caller was given; costs one ledger write per batch of concurrent calls.",
+    )
+
+    # --- cost accounting (ledger backend, reconciliation, metrics, budgets) ---------------------
+    ledger_url: str | None = Field(
+        None,
+        description="Cost ledger database: sqlite:///relative/path, sqlite:////absolute/path, or "
+        "postgresql://user@host:5432/db (shared by several gateway replicas). Empty: SQLite at ledger_path.",
+    )
+    ledger_schema: str | None = Field(
+        None, description="PostgreSQL schema of the ledger (empty: the connection's search_path)."
+    )
+    reconciliation_enabled: bool = Field(
+        True, description="Reconcile each pool per window against Triton's statistics and persist the windows."
+    )
+    reconciliation_window_s: float = Field(
+        60.0, gt=0, description="Length of a reconciliation window (aligned to the clock, so replicas agree)."
+    )
+    reconciliation_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="Wait after a window ends before reconciling it, so every replica has flushed its records "
+        "(keep above 2 x ledger_flush_interval_s, below reconciliation_window_s).",
+    )
+    reconciliation_tolerance: float = Field(
+        0.02, gt=0, description="Attributed vs Triton compute difference above which a window is flagged."
+    )
+    metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port of the cost counters; 0 = off.")
+    metrics_host: str = Field("127.0.0.1", description="Address the Prometheus exporter listens on.")
+    budgets: list[BudgetConfig] = Field(
+        default_factory=list,
+        description="Monthly budgets as JSON, e.g. "
+        '[{"scope":"feature","name":"home_feed","usd_per_month":50,"shed":true},'
+        '{"scope":"tenant","name":"shop-uk","usd_per_month":200}].',
+    )
+    budget_alert_ratios: list[float] = Field(
+        [0.8, 1.0], description="Shares of a budget at which an alert is raised (log + metric)."
+    )
+    budget_refresh_s: float = Field(
+        30.0, gt=0, description="How often month-to-date spend is re-read from the (shared) ledger."
+    )
+
+    def effective_ledger_url(self) -> str:
+        """The ledger these settings name: ``ledger_url``, else SQLite at ``ledger_path``."""
+        return self.ledger_url or sqlite_url(self.ledger_path)
+
+
+@lru_cache(maxsize=1)
+def get_costing_settings() -> CostingSettings:
+    """The process-wide costing settings, read once from the environment."""
+    return CostingSettings()
