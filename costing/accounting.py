@@ -90,10 +90,26 @@ class CostAccounting:
         await asyncio.to_thread(refresh_from_ledger, self.budgets, self.ledger, lag_s)
 
     async def report(
-        self, by: Sequence[str], since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
+        self,
+        by: Sequence[str],
+        since: dt.datetime | dt.date | None = None,
+        until: dt.datetime | dt.date | None = None,
+        tenant: str | None = None,
     ) -> list[ReportRow]:
-        """The cost report rows (``costing.report.build_report``), off the event loop."""
-        return await asyncio.to_thread(build_report, self.ledger, by, since, until)
+        """The cost report rows (``costing.report.build_report``), off the event loop; one
+        tenant's only when ``tenant`` is given."""
+        return await asyncio.to_thread(build_report, self.ledger, by, since, until, tenant)
+
+    async def request_tenant(self, request_id: str) -> str | None:
+        """The tenant of a recorded request (None: no such request), whether its record is still
+        buffered, written, or in the middle of a flush."""
+        tenant = self.writer.pending_tenant(request_id)
+        if tenant is None:
+            tenant = await asyncio.to_thread(self.ledger.request_tenant, request_id)
+        if tenant is None:
+            await self.writer.flush()  # it may have been between the buffer and the database
+            tenant = await asyncio.to_thread(self.ledger.request_tenant, request_id)
+        return tenant
 
     async def close(self) -> None:
         """Stop everything and write what is buffered (raises if that last write fails)."""

@@ -166,17 +166,19 @@ def build_report(
     by: Sequence[str],
     since: dt.datetime | dt.date | None = None,
     until: dt.datetime | dt.date | None = None,
+    tenant: str | None = None,
 ) -> list[ReportRow]:
-    """Group rows ordered by group, then one totals row per currency.
+    """Group rows ordered by group, then one totals row per currency; one tenant's rows only
+    when ``tenant`` is given.
 
     ``since`` is inclusive and ``until`` exclusive (requests by their time, windows by their
     start); a date means its UTC midnight and a naive datetime is read as UTC. An empty ``by``
     gives the totals rows only. Blocking: the CostReport RPC runs it with asyncio.to_thread.
     """
     keys = check_group_keys(by)
-    requests = {_key(sums.group, keys, sums.currency): sums for sums in ledger.summarize(keys, since, until)}
-    allocated = _allocations(ledger, keys, since, until)
-    outcomes = {_key(sums.group, keys, sums.currency): sums for sums in ledger.summarize_outcomes(keys, since, until)}
+    requests = {_key(s.group, keys, s.currency): s for s in ledger.summarize(keys, since, until, tenant)}
+    allocated = _allocations(ledger, keys, since, until, tenant)
+    outcomes = {_key(s.group, keys, s.currency): s for s in ledger.summarize_outcomes(keys, since, until, tenant)}
     reconciled = allocated is not None
     allocated = allocated or {}
     groups = [
@@ -220,13 +222,17 @@ def totals(rows: Sequence[ReportRow], keys: Sequence[str]) -> list[ReportRow]:
 
 
 def _allocations(
-    ledger: LedgerBackend, keys: Sequence[str], since: dt.datetime | dt.date | None, until: dt.datetime | dt.date | None
+    ledger: LedgerBackend,
+    keys: Sequence[str],
+    since: dt.datetime | dt.date | None,
+    until: dt.datetime | dt.date | None,
+    tenant: str | None,
 ) -> dict[GroupKey, AllocationSums] | None:
     """Allocated window amounts per group; None when the grouping cannot be allocated or no
     window was reconciled in the range."""
     if any(key not in ALLOCATION_KEYS for key in keys):
         return None
-    sums = ledger.summarize_allocations(keys, since, until)
+    sums = ledger.summarize_allocations(keys, since, until, tenant)
     if not sums:
         return None
     return {_key(item.group, keys, item.currency): item for item in sums}

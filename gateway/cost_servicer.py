@@ -26,6 +26,8 @@ from gateway.servicer_support import CallerReader, abort
 
 SERVICE = cost_pb2.DESCRIPTOR.services_by_name["CostService"]
 MAX_OUTCOME_ID_CHARS = 128
+# Largest revenue one outcome may carry (in the price book's currency): a bound, not a price list.
+MAX_OUTCOME_REVENUE = 1_000_000.0
 
 
 class CostServicer:
@@ -50,10 +52,11 @@ class CostServicer:
         until = _time_of(request, "until")
         if since is not None and until is not None and until <= since:
             await _invalid(context, "until", f"must be after since ({since.isoformat()})")
+        tenant = None if principal.role is Role.FINANCE_GLOBAL else principal.tenant
         try:
-            rows = await self._accounting.report(by, since, until)
-        except LedgerError as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cost ledger unavailable: {error}")
+            rows = await self._accounting.report(by, since, until, tenant)
+        except LedgerError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "cost ledger unavailable")
         return cost_pb2.CostReportResponse(rows=[_row(row) for row in rows])
 
     async def RecordOutcome(
@@ -70,8 +73,16 @@ class CostServicer:
                 await _invalid(context, field, f"at most {MAX_OUTCOME_ID_CHARS} characters, got {len(value)}")
         if request.kind not in OUTCOME_KINDS:
             await _invalid(context, "kind", f"must be one of {', '.join(OUTCOME_KINDS)}, got {request.kind!r}")
-        if not math.isfinite(request.revenue) or request.revenue < 0:
-            await _invalid(context, "revenue", f"must be a finite amount >= 0, got {request.revenue}")
+        if not math.isfinite(request.revenue) or not 0 <= request.revenue <= MAX_OUTCOME_REVENUE:
+            await _invalid(context, "revenue", f"must be a finite amount from 0 to {MAX_OUTCOME_REVENUE:g}, got {request.revenue}")
+        try:
+            owner = await self._accounting.request_tenant(request.request_id)
+        except LedgerError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "cost ledger unavailable")
+        if owner is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"request_id: no request {request.request_id[:64]!r} in the ledger")
+        if owner != principal.tenant:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "request_id: the request belongs to another tenant")
         outcomes = self._accounting.outcomes
         try:
             outcome = outcomes.build(
@@ -87,10 +98,9 @@ class CostServicer:
             await _invalid(context, field if problem else "currency", problem or str(error))
         try:
             created = await outcomes.record(outcome)
-        except LedgerError as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cost ledger unavailable: {error}")
+        except LedgerError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "cost ledger unavailable")
         return cost_pb2.RecordOutcomeResponse(created=created)
-
 
     async def _principal(self, context: grpc.aio.ServicerContext, *roles: Role) -> Principal:
         try:

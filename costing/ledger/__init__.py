@@ -82,19 +82,23 @@ class LedgerBackend(Protocol):
         group_by: Sequence[str],
         since: dt.datetime | dt.date | None = None,
         until: dt.datetime | dt.date | None = None,
+        tenant: str | None = None,
     ) -> list[GroupSums]: ...
     def summarize_allocations(
         self,
         group_by: Sequence[str],
         since: dt.datetime | dt.date | None = None,
         until: dt.datetime | dt.date | None = None,
+        tenant: str | None = None,
     ) -> list[AllocationSums]: ...
     def summarize_outcomes(
         self,
         group_by: Sequence[str],
         since: dt.datetime | dt.date | None = None,
         until: dt.datetime | dt.date | None = None,
+        tenant: str | None = None,
     ) -> list[OutcomeSums]: ...
+    def request_tenant(self, request_id: str) -> str | None: ...
     def owner_usage(self, since: dt.datetime, until: dt.datetime) -> list[OwnerUsage]: ...
     def spend(self, scope: BudgetScope, since: dt.datetime, until: dt.datetime) -> dict[str, float]: ...
     def close(self) -> None: ...

@@ -230,11 +230,12 @@ class SqlLedger:
         group_by: Sequence[str],
         since: dt.datetime | dt.date | None = None,
         until: dt.datetime | dt.date | None = None,
+        tenant: str | None = None,
     ) -> list[GroupSums]:
         """Sums per group of ``group_by`` keys (see GROUP_KEYS) and currency, ordered by group."""
         keys = self._record_keys(group_by, GROUP_KEYS)
         grouping = ", ".join([*keys, "r.currency"])
-        where, params = self._time_filter("r.timestamp", since, until)
+        where, params = self._time_filter("r.timestamp", since, until, tenant, "r.tenant")
         rows = self._fetch(
             f"""
             SELECT {grouping}, COUNT(*), SUM(CASE WHEN r.cache_hit THEN 1 ELSE 0 END),
@@ -270,6 +271,7 @@ class SqlLedger:
         group_by: Sequence[str],
         since: dt.datetime | dt.date | None = None,
         until: dt.datetime | dt.date | None = None,
+        tenant: str | None = None,
     ) -> list[AllocationSums]:
         """Allocated window amounts per group of ``group_by`` (ALLOCATION_KEYS; ``day`` is the
         window's start day) and currency, for windows starting in [since, until)."""
@@ -278,7 +280,7 @@ class SqlLedger:
             raise ValueError(f"cannot allocate by {', '.join(unknown)}; allowed: {', '.join(ALLOCATION_KEYS)}")
         keys = [self.dialect.day_of("a.window_start") if key == "day" else f"a.{key}" for key in group_by]
         grouping = ", ".join([*keys, "a.currency"])
-        where, params = self._time_filter("a.window_start", since, until)
+        where, params = self._time_filter("a.window_start", since, until, tenant, "a.tenant")
         rows = self._fetch(
             f"""
             SELECT {grouping}, SUM(a.compute_ns), SUM(a.direct_pico), SUM(a.overhead_pico), SUM(a.idle_pico),
@@ -307,12 +309,13 @@ class SqlLedger:
         group_by: Sequence[str],
         since: dt.datetime | dt.date | None = None,
         until: dt.datetime | dt.date | None = None,
+        tenant: str | None = None,
     ) -> list[OutcomeSums]:
         """Outcomes per group of the requests they followed (joined by request id, in the
         request's currency), for requests made in [since, until)."""
         keys = self._record_keys(group_by, GROUP_KEYS)
         grouping = ", ".join([*keys, "r.currency"])
-        where, params = self._time_filter("r.timestamp", since, until)
+        where, params = self._time_filter("r.timestamp", since, until, tenant, "r.tenant")
         conversions = ", ".join(f"'{kind}'" for kind in sorted(CONVERSION_KINDS))
         rows = self._fetch(
             f"""
@@ -336,6 +339,11 @@ class SqlLedger:
             )
             for row in rows
         ]
+
+    def request_tenant(self, request_id: str) -> str | None:
+        """The tenant of a recorded request, or None when the ledger has no such request."""
+        rows = self._fetch(f"SELECT tenant FROM {COST_RECORDS.name} WHERE request_id = ?", (request_id,))
+        return rows[0][0] if rows else None
 
     def owner_usage(self, since: dt.datetime, until: dt.datetime) -> list[OwnerUsage]:
         """What each (pool, feature, tenant, model) used in [since, until): the input of a
@@ -391,9 +399,15 @@ class SqlLedger:
         return [self.dialect.day_of("r.timestamp") if key == "day" else f"r.{key}" for key in group_by]
 
     def _time_filter(
-        self, column: str, since: dt.datetime | dt.date | None, until: dt.datetime | dt.date | None
+        self,
+        column: str,
+        since: dt.datetime | dt.date | None,
+        until: dt.datetime | dt.date | None,
+        tenant: str | None = None,
+        tenant_column: str = "tenant",
     ) -> tuple[str, list[object]]:
-        """WHERE clause for ``since <= column < until`` (either bound optional)."""
+        """WHERE clause for ``since <= column < until`` (either bound optional), and for one
+        tenant's rows only when ``tenant`` is given (a tenant's finance sees its own costs)."""
         if since is not None and until is not None and as_utc(since) >= as_utc(until):
             raise ValueError(f"empty time range: since {since} is not before until {until}")
         conditions, params = [], []
@@ -403,6 +417,9 @@ class SqlLedger:
         if until is not None:
             conditions.append(f"{column} < ?")
             params.append(self.dialect.timestamp_param(as_utc(until)))
+        if tenant is not None:
+            conditions.append(f"{tenant_column} = ?")
+            params.append(tenant)
         return ("WHERE " + " AND ".join(conditions) if conditions else ""), params
 
     def __enter__(self) -> SqlLedger:

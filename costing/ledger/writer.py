@@ -59,6 +59,10 @@ class LedgerWriter:
         """Records recorded but not yet written."""
         return len(self._buffer)
 
+    def pending_tenant(self, request_id: str) -> str | None:
+        """The tenant of a record still waiting in the buffer (None: not buffered)."""
+        return next((r.tenant for r in self._buffer if r.request_id == request_id), None)
+
     def start(self) -> None:
         """Launch the periodic flush on the running event loop."""
         if self._closed:
