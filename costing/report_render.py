@@ -2,6 +2,10 @@
 
 CSV, JSON and Parquet always carry every column (a value that does not apply is empty/null),
 so that consumers see one stable schema; the table leaves out columns empty in every row.
+
+Group values (tenant, feature, ...) are data, never markup or formulas: the table renders them as
+plain text with control characters made visible, and CSV cells that a spreadsheet would run as a
+formula (starting with = + - @, tab or carriage return) get a leading apostrophe (OWASP).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from costing.report import FORMATS, METRIC_COLUMNS, ReportFormat, ReportRow
 
 TEXT_COLUMNS = frozenset({"currency", "cost_basis"})
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # The table for people leaves out the breakdown of direct cost and the raw counts that the
 # machine formats carry; the cost basis of the outcome columns goes into the title.
 TABLE_HIDDEN = frozenset({"response_bytes", "compute", "gateway", "cache", "egress", "clicks", "cost_basis"})
@@ -84,6 +90,8 @@ def _csv_value(value: object) -> object:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)  # shortest text that reads back as the same float
+    if isinstance(value, str):
+        return "'" + value if value.startswith(FORMULA_PREFIXES) else value
     return "" if value is None else value
 
 
@@ -111,7 +119,7 @@ def render_table(rows: Sequence[ReportRow]) -> str:
         if row.is_total:
             labels = ["TOTAL"] + [""] * (max(len(group_keys), 1) - 1)
         else:
-            labels = [_table_value(row.group[key]) for key in group_keys]
+            labels = [Text(_printable(_table_value(row.group[key]))) for key in group_keys]
         metrics = [_table_value(getattr(row, column)) for column in shown]
         table.add_row(*labels, *metrics, style="bold" if row.is_total else None)
     # Wide enough that rich never wraps or squeezes columns; the table takes its natural width.
@@ -119,6 +127,11 @@ def render_table(rows: Sequence[ReportRow]) -> str:
     console.print(table)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def _printable(text: str) -> str:
+    """Control characters (terminal escapes, newlines) shown as escapes, never sent to the terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _table_value(value: object) -> str:
