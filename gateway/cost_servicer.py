@@ -7,9 +7,14 @@ naming the field; a ledger that cannot be read or written is UNAVAILABLE.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime as dt
+import hashlib
+import logging
 import math
-from typing import NoReturn
+from collections.abc import Awaitable
+from typing import NoReturn, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,8 +29,18 @@ from gateway.errors import RequestError
 from gateway.lenient_decoding import UndecodableRequest
 from gateway.servicer_support import CallerReader, abort
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 SERVICE = cost_pb2.DESCRIPTOR.services_by_name["CostService"]
 MAX_OUTCOME_ID_CHARS = 128
+# Answer UNAVAILABLE this long before the caller's deadline, and never wait on the ledger longer.
+DEADLINE_MARGIN_S = 0.05
+MAX_LEDGER_WAIT_S = 10.0
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000
+# Timestamps a caller may send (the ledger's dates; year 10000 does not fit a datetime).
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 # Largest revenue one outcome may carry (in the price book's currency): a bound, not a price list.
 MAX_OUTCOME_REVENUE = 1_000_000.0
 
@@ -48,16 +63,21 @@ class CostServicer:
             by = check_group_keys(list(request.by))
         except ValueError as error:
             await _invalid(context, "by", str(error))
-        since = _time_of(request, "since")
-        until = _time_of(request, "until")
+        since = await _valid_time(context, request, "since")
+        until = await _valid_time(context, request, "until")
         if since is not None and until is not None and until <= since:
             await _invalid(context, "until", f"must be after since ({since.isoformat()})")
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            await _invalid(context, "page_size", f"must be between 1 and {MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE})")
         tenant = None if principal.role is Role.FINANCE_GLOBAL else principal.tenant
-        try:
-            rows = await self._accounting.report(by, since, until, tenant)
-        except LedgerError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "cost ledger unavailable")
-        return cost_pb2.CostReportResponse(rows=[_row(row) for row in rows])
+        query = f"{principal.tenant}|{','.join(by)}|{since}|{until}"
+        start = _page_start(request.page_token, query)
+        if start is None:
+            await _invalid(context, "page_token", "is not a token of this report's pages")
+        rows = await _from_ledger(context, self._accounting.report(by, since, until, tenant))
+        end = start + (request.page_size or DEFAULT_PAGE_SIZE)
+        next_token = _page_token(end, query) if end < len(rows) else ""
+        return cost_pb2.CostReportResponse(rows=[_row(row) for row in rows[start:end]], next_page_token=next_token)
 
     async def RecordOutcome(
         self, request: cost_pb2.RecordOutcomeRequest | UndecodableRequest, context: grpc.aio.ServicerContext
@@ -75,10 +95,7 @@ class CostServicer:
             await _invalid(context, "kind", f"must be one of {', '.join(OUTCOME_KINDS)}, got {request.kind!r}")
         if not math.isfinite(request.revenue) or not 0 <= request.revenue <= MAX_OUTCOME_REVENUE:
             await _invalid(context, "revenue", f"must be a finite amount from 0 to {MAX_OUTCOME_REVENUE:g}, got {request.revenue}")
-        try:
-            owner = await self._accounting.request_tenant(request.request_id)
-        except LedgerError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "cost ledger unavailable")
+        owner = await _from_ledger(context, self._accounting.request_tenant(request.request_id))
         if owner is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"request_id: no request {request.request_id[:64]!r} in the ledger")
         if owner != principal.tenant:
@@ -91,15 +108,12 @@ class CostServicer:
                 request.kind,
                 revenue=request.revenue,
                 currency=request.currency,
-                timestamp=_time_of(request, "occurred_at"),
+                timestamp=await _valid_time(context, request, "occurred_at"),
             )
         except ValueError as error:  # the currency: build names the field in its message
             field, _, problem = str(error).partition(": ")
             await _invalid(context, field if problem else "currency", problem or str(error))
-        try:
-            created = await outcomes.record(outcome)
-        except LedgerError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "cost ledger unavailable")
+        created = await _from_ledger(context, outcomes.record(outcome))
         return cost_pb2.RecordOutcomeResponse(created=created)
 
     async def _principal(self, context: grpc.aio.ServicerContext, *roles: Role) -> Principal:
@@ -109,16 +123,52 @@ class CostServicer:
             await abort(context, error)
 
 
+async def _from_ledger(context: grpc.aio.ServicerContext, work: Awaitable[T]) -> T:
+    """Ledger work bounded by the caller's deadline: a failing or locked ledger is UNAVAILABLE
+    before the caller gives up (the reason is logged, not sent: it may name the database)."""
+    remaining = context.time_remaining()
+    budget_s = min(remaining - DEADLINE_MARGIN_S, MAX_LEDGER_WAIT_S) if remaining is not None else MAX_LEDGER_WAIT_S
+    try:
+        async with asyncio.timeout(max(budget_s, 0.0)):
+            return await work
+    except (LedgerError, TimeoutError) as error:
+        log.warning("cost ledger unavailable to CostService: %s", error or "no answer within the deadline")
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "cost ledger unavailable; retry later")
+        raise AssertionError("context.abort returned") from None  # pragma: no cover
+
+
 async def _invalid(context: grpc.aio.ServicerContext, field: str, problem: str) -> NoReturn:
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 
-def _time_of(message: object, field: str) -> dt.datetime | None:
+async def _valid_time(context: grpc.aio.ServicerContext, message: object, field: str) -> dt.datetime | None:
+    """The timestamp field as a UTC datetime; INVALID_ARGUMENT naming it when out of range."""
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: Timestamp = getattr(message, field)
+    if not EARLIEST.timestamp() <= stamp.seconds < LATEST.timestamp():
+        await _invalid(context, field, f"must be between {EARLIEST.date()} and {LATEST.date()}")
     return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def _page_token(start: int, query: str) -> str:
+    """Opaque: the next row's index, bound to the query it pages through."""
+    digest = hashlib.sha256(query.encode()).hexdigest()[:16]
+    return base64.urlsafe_b64encode(f"{start}:{digest}".encode()).decode()
+
+
+def _page_start(token: str, query: str) -> int | None:
+    """The row index a token points at (0 for no token); None for a token of another query."""
+    if not token:
+        return 0
+    try:
+        start, _, digest = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if digest == hashlib.sha256(query.encode()).hexdigest()[:16] and start.isdigit():
+            return int(start)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return None
 
 
 def _row(row: ReportRow) -> cost_pb2.CostReportRow:

@@ -94,12 +94,16 @@ class PostgresLedger(SqlLedger):
         return {row[0] for row in rows}
 
     def _run(self, work: Callable[[Any], T]) -> T:
+        """One transaction; any database failure is a LedgerError."""
         with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._close_connection()
-                self._connect()
-            with self._conn.transaction(), self._conn.cursor() as cursor:
-                return work(cursor)
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._close_connection()
+                    self._connect()
+                with self._conn.transaction(), self._conn.cursor() as cursor:
+                    return work(cursor)
+            except self._psycopg.Error as exc:
+                raise LedgerError(f"{self.description}: {exc}") from exc
 
     def drop_schema(self) -> None:
         """Drop this ledger's own ``schema`` and everything in it (tests, teardown)."""

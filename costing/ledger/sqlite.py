@@ -63,12 +63,16 @@ class SqliteLedger(SqlLedger):
         return {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
 
     def _run(self, work: Callable[[Any], T]) -> T:
-        with self._lock, self._conn:
-            cursor = self._conn.cursor()
-            try:
-                return work(cursor)
-            finally:
-                cursor.close()
+        """One transaction; any database failure (locked, disk full, ...) is a LedgerError."""
+        try:
+            with self._lock, self._conn:
+                cursor = self._conn.cursor()
+                try:
+                    return work(cursor)
+                finally:
+                    cursor.close()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

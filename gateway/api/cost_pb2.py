@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tollgate/v1/cost.proto\x12\x0btollgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"u\n\x11\x43ostReportRequest\x12\n\n\x02\x62y\x18\x01 \x03(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x04\n\rCostReportRow\x12\x34\n\x05group\x18\x01 \x03(\x0b\x32%.tollgate.v1.CostReportRow.GroupEntry\x12\x10\n\x08is_total\x18\x02 \x01(\x08\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x12\n\ncache_hits\x18\x05 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x03\x12\x17\n\x0f\x63ompute_seconds\x18\x07 \x01(\x01\x12\x0e\n\x06\x64irect\x18\x08 \x01(\x01\x12\x0f\n\x07\x63ompute\x18\t \x01(\x01\x12\x0f\n\x07gateway\x18\n \x01(\x01\x12\r\n\x05\x63\x61\x63he\x18\x0b \x01(\x01\x12\x0e\n\x06\x65gress\x18\x0c \x01(\x01\x12\x0f\n\x07\x61voided\x18\r \x01(\x01\x12\x12\n\nreconciled\x18\x0e \x01(\x08\x12\x10\n\x08overhead\x18\x0f \x01(\x01\x12\x0c\n\x04idle\x18\x10 \x01(\x01\x12\x0f\n\x07storage\x18\x11 \x01(\x01\x12\x12\n\noperations\x18\x12 \x01(\x01\x12\x14\n\x0c\x66ully_loaded\x18\x13 \x01(\x01\x12\x12\n\ncost_basis\x18\x14 \x01(\t\x12\x1c\n\x14\x63ost_per_1k_requests\x18\x15 \x01(\x01\x12\x0e\n\x06\x63licks\x18\x16 \x01(\x03\x12\x13\n\x0b\x63onversions\x18\x17 \x01(\x03\x12\x0f\n\x07revenue\x18\x18 \x01(\x01\x12\x1b\n\x13\x63ost_per_conversion\x18\x19 \x01(\x01\x12\x16\n\x0ereturn_on_cost\x18\x1a \x01(\x01\x1a,\n\nGroupEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x12\x43ostReportResponse\x12(\n\x04rows\x18\x01 \x03(\x0b\x32\x1a.tollgate.v1.CostReportRow\"\xa0\x01\n\x14RecordOutcomeRequest\x12\x12\n\noutcome_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07revenue\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x15RecordOutcomeResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x32\xb4\x01\n\x0b\x43ostService\x12M\n\nCostReport\x12\x1e.tollgate.v1.CostReportRequest\x1a\x1f.tollgate.v1.CostReportResponse\x12V\n\rRecordOutcome\x12!.tollgate.v1.RecordOutcomeRequest\x1a\".tollgate.v1.RecordOutcomeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tollgate/v1/cost.proto\x12\x0btollgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x11\x43ostReportRequest\x12\n\n\x02\x62y\x18\x01 \x03(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\xd4\x04\n\rCostReportRow\x12\x34\n\x05group\x18\x01 \x03(\x0b\x32%.tollgate.v1.CostReportRow.GroupEntry\x12\x10\n\x08is_total\x18\x02 \x01(\x08\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x12\n\ncache_hits\x18\x05 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x03\x12\x17\n\x0f\x63ompute_seconds\x18\x07 \x01(\x01\x12\x0e\n\x06\x64irect\x18\x08 \x01(\x01\x12\x0f\n\x07\x63ompute\x18\t \x01(\x01\x12\x0f\n\x07gateway\x18\n \x01(\x01\x12\r\n\x05\x63\x61\x63he\x18\x0b \x01(\x01\x12\x0e\n\x06\x65gress\x18\x0c \x01(\x01\x12\x0f\n\x07\x61voided\x18\r \x01(\x01\x12\x12\n\nreconciled\x18\x0e \x01(\x08\x12\x10\n\x08overhead\x18\x0f \x01(\x01\x12\x0c\n\x04idle\x18\x10 \x01(\x01\x12\x0f\n\x07storage\x18\x11 \x01(\x01\x12\x12\n\noperations\x18\x12 \x01(\x01\x12\x14\n\x0c\x66ully_loaded\x18\x13 \x01(\x01\x12\x12\n\ncost_basis\x18\x14 \x01(\t\x12\x1c\n\x14\x63ost_per_1k_requests\x18\x15 \x01(\x01\x12\x0e\n\x06\x63licks\x18\x16 \x01(\x03\x12\x13\n\x0b\x63onversions\x18\x17 \x01(\x03\x12\x0f\n\x07revenue\x18\x18 \x01(\x01\x12\x1b\n\x13\x63ost_per_conversion\x18\x19 \x01(\x01\x12\x16\n\x0ereturn_on_cost\x18\x1a \x01(\x01\x1a,\n\nGroupEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12\x43ostReportResponse\x12(\n\x04rows\x18\x01 \x03(\x0b\x32\x1a.tollgate.v1.CostReportRow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa0\x01\n\x14RecordOutcomeRequest\x12\x12\n\noutcome_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07revenue\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x15RecordOutcomeResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x32\xb4\x01\n\x0b\x43ostService\x12M\n\nCostReport\x12\x1e.tollgate.v1.CostReportRequest\x1a\x1f.tollgate.v1.CostReportResponse\x12V\n\rRecordOutcome\x12!.tollgate.v1.RecordOutcomeRequest\x1a\".tollgate.v1.RecordOutcomeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,18 +34,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COSTREPORTROW_GROUPENTRY']._loaded_options = None
   _globals['_COSTREPORTROW_GROUPENTRY']._serialized_options = b'8\001'
-  _globals['_COSTREPORTREQUEST']._serialized_start=72
-  _globals['_COSTREPORTREQUEST']._serialized_end=189
-  _globals['_COSTREPORTROW']._serialized_start=192
-  _globals['_COSTREPORTROW']._serialized_end=788
-  _globals['_COSTREPORTROW_GROUPENTRY']._serialized_start=744
-  _globals['_COSTREPORTROW_GROUPENTRY']._serialized_end=788
-  _globals['_COSTREPORTRESPONSE']._serialized_start=790
-  _globals['_COSTREPORTRESPONSE']._serialized_end=852
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=855
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=1015
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=1017
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=1057
-  _globals['_COSTSERVICE']._serialized_start=1060
-  _globals['_COSTSERVICE']._serialized_end=1240
+  _globals['_COSTREPORTREQUEST']._serialized_start=73
+  _globals['_COSTREPORTREQUEST']._serialized_end=229
+  _globals['_COSTREPORTROW']._serialized_start=232
+  _globals['_COSTREPORTROW']._serialized_end=828
+  _globals['_COSTREPORTROW_GROUPENTRY']._serialized_start=784
+  _globals['_COSTREPORTROW_GROUPENTRY']._serialized_end=828
+  _globals['_COSTREPORTRESPONSE']._serialized_start=830
+  _globals['_COSTREPORTRESPONSE']._serialized_end=917
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=920
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=1080
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=1082
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=1122
+  _globals['_COSTSERVICE']._serialized_start=1125
+  _globals['_COSTSERVICE']._serialized_end=1305
 # @@protoc_insertion_point(module_scope)

@@ -10,14 +10,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CostReportRequest(_message.Message):
-    __slots__ = ("by", "since", "until")
+    __slots__ = ("by", "since", "until", "page_size", "page_token")
     BY_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     by: _containers.RepeatedScalarFieldContainer[str]
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
-    def __init__(self, by: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, by: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class CostReportRow(_message.Message):
     __slots__ = ("group", "is_total", "currency", "requests", "cache_hits", "errors", "compute_seconds", "direct", "compute", "gateway", "cache", "egress", "avoided", "reconciled", "overhead", "idle", "storage", "operations", "fully_loaded", "cost_basis", "cost_per_1k_requests", "clicks", "conversions", "revenue", "cost_per_conversion", "return_on_cost")
@@ -83,10 +87,12 @@ class CostReportRow(_message.Message):
     def __init__(self, group: _Optional[_Mapping[str, str]] = ..., is_total: _Optional[bool] = ..., currency: _Optional[str] = ..., requests: _Optional[int] = ..., cache_hits: _Optional[int] = ..., errors: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., direct: _Optional[float] = ..., compute: _Optional[float] = ..., gateway: _Optional[float] = ..., cache: _Optional[float] = ..., egress: _Optional[float] = ..., avoided: _Optional[float] = ..., reconciled: _Optional[bool] = ..., overhead: _Optional[float] = ..., idle: _Optional[float] = ..., storage: _Optional[float] = ..., operations: _Optional[float] = ..., fully_loaded: _Optional[float] = ..., cost_basis: _Optional[str] = ..., cost_per_1k_requests: _Optional[float] = ..., clicks: _Optional[int] = ..., conversions: _Optional[int] = ..., revenue: _Optional[float] = ..., cost_per_conversion: _Optional[float] = ..., return_on_cost: _Optional[float] = ...) -> None: ...
 
 class CostReportResponse(_message.Message):
-    __slots__ = ("rows",)
+    __slots__ = ("rows", "next_page_token")
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[CostReportRow]
-    def __init__(self, rows: _Optional[_Iterable[_Union[CostReportRow, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[CostReportRow, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
     __slots__ = ("outcome_id", "request_id", "kind", "revenue", "currency", "occurred_at")

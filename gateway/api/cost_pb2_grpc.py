@@ -28,7 +28,9 @@ if _version_not_supported:
 class CostServiceStub:
     """The cost ledger of the gateway (shared by all replicas when the ledger is PostgreSQL).
 
-    The same report as `tollgate cost report`; see README "Costs and reports" for the columns.
+    The same report as `tollgate cost report`; see costing/README.md "Reports for finance" for the
+    columns. CostReport needs a finance key (its tenant's rows) or a global-finance key (all
+    tenants); RecordOutcome a caller key, for a request of the caller's own tenant.
     """
 
     def __init__(self, channel):
@@ -52,7 +54,9 @@ class CostServiceStub:
 class CostServiceServicer:
     """The cost ledger of the gateway (shared by all replicas when the ledger is PostgreSQL).
 
-    The same report as `tollgate cost report`; see README "Costs and reports" for the columns.
+    The same report as `tollgate cost report`; see costing/README.md "Reports for finance" for the
+    columns. CostReport needs a finance key (its tenant's rows) or a global-finance key (all
+    tenants); RecordOutcome a caller key, for a request of the caller's own tenant.
     """
 
     def CostReport(self, request, context):
@@ -93,7 +97,9 @@ def add_CostServiceServicer_to_server(servicer, server):
 class CostService:
     """The cost ledger of the gateway (shared by all replicas when the ledger is PostgreSQL).
 
-    The same report as `tollgate cost report`; see README "Costs and reports" for the columns.
+    The same report as `tollgate cost report`; see costing/README.md "Reports for finance" for the
+    columns. CostReport needs a finance key (its tenant's rows) or a global-finance key (all
+    tenants); RecordOutcome a caller key, for a request of the caller's own tenant.
     """
 
     @staticmethod
