@@ -25,12 +25,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from costing.accounting import CostAccounting
 from costing.price_book import load_price_book
 from gateway import cost_servicer, recommendation_servicer, search_servicer
+from gateway.grpc_call import CallerReader, payload_bytes, register
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
 from gateway.result_cache import ResultCache
 from gateway.search_route import SearchRoute
 from gateway.request_metrics import RequestMetrics
-from gateway.servicer_support import CallerReader, payload_bytes, register
 from gateway.settings import Settings
 from gateway.settlement import Settlement
 from gateway.tracing import setup_tracing

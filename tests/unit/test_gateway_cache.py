@@ -1,12 +1,12 @@
 import asyncio
 
-from deploy.local.ports import free_port
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.recommend_route import RecommendRoute
 from gateway.result_cache import CachedAnswer, ResultCache
 from gateway.search_route import SearchRoute
 from gateway.triton_model import ModelState
 from gateway.validation import RecommendQuery, SearchQuery
+from tests.support import unreachable_address
 
 STATE = ModelState(True, "ready", "1", "abc")
 QUERY = RecommendQuery(user_id="17850", k=10, feature="home_feed", exclude_item_ids=("a", "b"))
@@ -58,7 +58,7 @@ def test_cached_answer_round_trips_through_json():
 
 
 async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
-    cache = ResultCache.from_url(f"redis://127.0.0.1:{free_port()}/0", ttl_s=10, timeout_s=0.2)
+    cache = ResultCache.from_url(f"redis://{unreachable_address()}/0", ttl_s=10, timeout_s=0.2)
     answer = CachedAnswer(ModelAnswer((), 1, "1"), "cpu-local")
     with caplog.at_level("WARNING"):
         assert await cache.get("k") is None
