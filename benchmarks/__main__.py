@@ -15,6 +15,7 @@ from benchmarks.results_page import publish as publish_results
 from benchmarks.results_table import markdown, print_report
 from benchmarks.runner import FULL, QUICK
 from benchmarks.suite import LATEST, SECTIONS, bench_dir, run_suite
+from deploy.local.settings import get_local_settings
 from gateway.settings import get_settings
 
 app = typer.Typer(add_completion=False, help="Tollgate's performance suite (side-by-side ratios on this machine).")
@@ -45,7 +46,7 @@ def run(
     if unknown:
         raise typer.BadParameter(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
     command = "python -m benchmarks " + shlex.join(sys.argv[1:])
-    report, path = run_suite(get_settings(), QUICK if quick else FULL, chosen, seed, command)
+    report, path = run_suite(get_settings(), get_local_settings(), QUICK if quick else FULL, chosen, seed, command)
     print_report(report, _console())
     _console().print(f"wrote {path} (and {path.parent / LATEST})")
     failed = any("FAILED" in note for s in report["sections"] for note in s["notes"])
@@ -64,7 +65,7 @@ def report(
     format: str = typer.Option("table", help="table or markdown"),
 ) -> None:
     """Print a written result again, as the terminal table or as README Markdown."""
-    data = json.loads((path or bench_dir(get_settings()) / LATEST).read_text())
+    data = json.loads((path or bench_dir(get_local_settings()) / LATEST).read_text())
     if format == "markdown":
         sys.stdout.write(markdown(data))
     else:
@@ -91,7 +92,7 @@ def profile(
     from benchmarks.profiling import profile_gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    profile_gateway(get_settings(), seconds, concurrency, rate, _console(), native)
+    profile_gateway(get_settings(), get_local_settings(), seconds, concurrency, rate, _console(), native)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from benchmarks.loadgen import finish_load, start_load
 from benchmarks.proc import cpu_seconds, process_group
 from benchmarks.stack import PLAIN, bench_stack, search_models
 from benchmarks.workloads import recommend_mix
+from deploy.local.settings import LocalStackSettings
 from gateway.settings import Settings
 
 WARMUP_S = 2.0
@@ -116,19 +117,29 @@ def _short(frame: str) -> str:
 
 
 def profile_gateway(
-    settings: Settings, seconds: float, concurrency: int, rate: int, console: Console, native: bool = False
+    settings: Settings,
+    local_settings: LocalStackSettings,
+    seconds: float,
+    concurrency: int,
+    rate: int,
+    console: Console,
+    native: bool = False,
 ) -> dict[str, Any]:
     # The venv's own py-spy (a dev dependency) first: `python -m` does not put the venv on PATH.
     py_spy = shutil.which("py-spy", path=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
     if py_spy is None:
         raise SystemExit("py-spy is not installed: `make install` (dev extras) or pip install py-spy, then run again")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = Path(settings.run_dir) / "bench" / f"profile-{stamp}"
+    run_dir = local_settings.run_dir / "bench" / f"profile-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     raw_file = run_dir / "gateway.collapsed.txt"
-    calls = recommend_mix(settings, 4000, 7)
+    calls = recommend_mix(local_settings, 4000, 7)
     with bench_stack(
-        settings, run_dir, models=(settings.recommender_model, *search_models(settings)), variants=(PLAIN,)
+        settings,
+        local_settings,
+        run_dir,
+        models=(settings.recommender_model, *search_models(local_settings)),
+        variants=(PLAIN,),
     ) as stack:
         gateway_pid = stack.gateway_pid(PLAIN.name)
         assert stack.triton.pid is not None

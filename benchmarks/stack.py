@@ -20,6 +20,7 @@ from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from deploy.local.redis import delete_prefixed as delete_redis_prefixed
 from deploy.local.redis import ensure_redis
+from deploy.local.settings import LocalStackSettings
 from deploy.local.triton import TritonServer
 from gateway.settings import Settings
 from pipeline.search.config import SearchPipelineSettings
@@ -56,12 +57,12 @@ UNTRACED = GatewayVariant("untraced", cache_enabled=False, tracing_enabled=False
 VARIANTS = (PLAIN, CACHED, TRACED, UNTRACED)
 
 
-def search_models(settings: Settings) -> tuple[str, ...]:
+def search_models(local_settings: LocalStackSettings) -> tuple[str, ...]:
     """The search models, when the search build has put them in the repository (the gateway's
     health waits for every model it serves, so they are loaded whenever they exist)."""
     config = SearchPipelineSettings()
     names = (config.encoder_model_name, config.index_model_name, config.ensemble_model_name)
-    return names if all((Path(settings.model_repository) / name / "config.pbtxt").is_file() for name in names) else ()
+    return names if all((local_settings.model_repository / name / "config.pbtxt").is_file() for name in names) else ()
 
 
 @dataclass
@@ -95,6 +96,7 @@ def delete_prefixed(redis_url: str, prefix: str) -> int:
 @contextlib.contextmanager
 def bench_stack(
     settings: Settings,
+    local_settings: LocalStackSettings,
     run_dir: Path,
     *,
     models: Sequence[str],
@@ -108,7 +110,7 @@ def bench_stack(
         handle = ensure_redis(settings.redis_url, log_dir)
         stack.callback(handle.stop)
         triton = stack.enter_context(
-            TritonServer(settings.model_repository, models=models, log_path=log_dir / "triton.log").start()
+            TritonServer(local_settings.model_repository, models=models, log_path=log_dir / "triton.log").start()
         )
         stack.callback(delete_prefixed, settings.redis_url, prefix)
         gateways = {

@@ -24,6 +24,7 @@ from benchmarks.runner import Profile, Runner
 from benchmarks.sections import Context, cache, gateway_overhead, quantization, scaling, tracing
 from benchmarks.stack import bench_stack, search_models
 from costing.price_book import load_price_book
+from deploy.local.settings import LocalStackSettings
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,24 +40,30 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
 LATEST = "latest.json"
 
 
-def bench_dir(settings: Settings) -> Path:
-    return Path(settings.run_dir) / "bench"
+def bench_dir(local_settings: LocalStackSettings) -> Path:
+    return local_settings.run_dir / "bench"
 
 
 def run_suite(
-    settings: Settings, profile: Profile, sections: Sequence[str], seed: int, command: str
+    settings: Settings,
+    local_settings: LocalStackSettings,
+    profile: Profile,
+    sections: Sequence[str],
+    seed: int,
+    command: str,
 ) -> tuple[dict[str, Any], Path]:
     started = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = bench_dir(settings) / stamp
+    run_dir = bench_dir(local_settings) / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_facts(BENCH_ROOT)
     runner = Runner(profile)
-    search = search_models(settings)
+    search = search_models(local_settings)
     done: list[Section] = []
-    with bench_stack(settings, run_dir, models=(settings.recommender_model, *search)) as stack:
+    with bench_stack(settings, local_settings, run_dir, models=(settings.recommender_model, *search)) as stack:
         context = Context(
             settings=settings,
+            local_settings=local_settings,
             profile=profile,
             runner=runner,
             stack=stack,
@@ -82,9 +89,9 @@ def run_suite(
         "figures": figures,
         "runs": runner.runs,
     }
-    path = bench_dir(settings) / f"bench-{stamp}.json"
+    path = bench_dir(local_settings) / f"bench-{stamp}.json"
     path.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    shutil.copyfile(path, bench_dir(settings) / LATEST)
+    shutil.copyfile(path, bench_dir(local_settings) / LATEST)
     _clean_run_dir(run_dir)
     return report, path
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from deploy.local.settings import LocalStackSettings
 from deploy.local.traffic import plan_calls
-from gateway.settings import Settings
 from pipeline.config import PipelineSettings
 from pipeline.data import load_clean_data
 
@@ -33,13 +33,13 @@ def _interactions(data_dir: str) -> pd.DataFrame:
     return load_clean_data(Path(data_dir) / PipelineSettings().dataset_file).interactions
 
 
-def recommend_mix(settings: Settings, n: int, seed: int, zipf_s: float = 1.1) -> list[dict[str, Any]]:
-    calls = plan_calls(_interactions(str(settings.data_dir)), n, seed, zipf_s=zipf_s)
+def recommend_mix(local_settings: LocalStackSettings, n: int, seed: int, zipf_s: float = 1.1) -> list[dict[str, Any]]:
+    calls = plan_calls(_interactions(str(local_settings.data_dir)), n, seed, zipf_s=zipf_s)
     return [{**asdict(call), "exclude_item_ids": list(call.exclude_item_ids)} for call in calls]
 
 
-def known_users(settings: Settings) -> list[str]:
-    return sorted(str(user) for user in _interactions(str(settings.data_dir))["user_id"].unique())
+def known_users(local_settings: LocalStackSettings) -> list[str]:
+    return sorted(str(user) for user in _interactions(str(local_settings.data_dir))["user_id"].unique())
 
 
 def distinct_recommend_calls(

@@ -27,7 +27,7 @@ from gateway.api import cost_pb2
 from gateway.api_keys import Principal, Role
 from gateway.errors import RequestError
 from gateway.lenient_decoding import UndecodableRequest
-from gateway.servicer_support import CallerReader, abort
+from gateway.grpc_call import CallerReader, abort
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import grpc
 
 from gateway.api import recommendation_pb2
+from gateway.grpc_call import CallerReader, items, response_info, run_call
 from gateway.lenient_decoding import UndecodableRequest
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
-from gateway.servicer_support import CallerReader, items, response_info, run_call
 from gateway.validation import Limits, RecommendQuery, validate_recommend
 
 SERVICE = recommendation_pb2.DESCRIPTOR.services_by_name["RecommendationService"]

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import grpc
 
 from gateway.api import search_pb2
+from gateway.grpc_call import CallerReader, items, response_info, run_call
 from gateway.lenient_decoding import UndecodableRequest
 from gateway.request_flow import RequestFlow
 from gateway.search_route import SearchRoute
-from gateway.servicer_support import CallerReader, items, response_info, run_call
 from gateway.validation import Limits, SearchQuery, validate_search
 
 SERVICE = search_pb2.DESCRIPTOR.services_by_name["SearchService"]

@@ -32,12 +32,12 @@ from gateway.api_keys import KeyStore
 from gateway.authentication import Authenticator
 from gateway.circuit_breaker import CircuitBreaker
 from gateway.health_metrics import HealthMetrics
+from gateway.grpc_call import CallerReader, payload_bytes, register
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
 from gateway.result_cache import CacheKeys, CacheSecret, ResultCache
 from gateway.search_route import SearchRoute
 from gateway.request_metrics import RequestMetrics
-from gateway.servicer_support import CallerReader, payload_bytes, register
 from gateway.settings import Settings
 from gateway.settlement import Settlement
 from gateway.tenants import TenantRegistry, tenant_rates

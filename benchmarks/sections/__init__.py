@@ -9,12 +9,14 @@ from typing import Any
 from benchmarks.runner import Profile, Runner
 from benchmarks.stack import RunningBench
 from costing.price_book import PriceBook
+from deploy.local.settings import LocalStackSettings
 from gateway.settings import Settings
 
 
 @dataclass
 class Context:
     settings: Settings
+    local_settings: LocalStackSettings  # model repository, data and run directories
     profile: Profile
     runner: Runner
     stack: RunningBench

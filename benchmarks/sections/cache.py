@@ -30,7 +30,7 @@ MISS_CALLS_PER_RUN = 20_000
 def run(ctx: Context) -> Section:
     section = Section("cache", "2. Result cache — hit vs miss (Recommend), and a Zipf-like mix")
     address = ctx.stack.gateway_address(CACHED.name)
-    users = known_users(ctx.settings)
+    users = known_users(ctx.local_settings)
     hot = distinct_recommend_calls(users, HOT_CALLS, offset=0)
     ctx.runner.run(
         label="warm hot keys",
@@ -119,7 +119,7 @@ def _mix(ctx: Context, section: Section, address: str) -> None:
     hit_rates, saved, cost_per_1k, curves = [], [], [], []
     for repetition in range(ctx.profile.repetitions):
         ctx.stack.clear_cache()
-        calls = recommend_mix(ctx.settings, ctx.profile.mix_requests, ctx.seed + 1 + repetition)
+        calls = recommend_mix(ctx.local_settings, ctx.profile.mix_requests, ctx.seed + 1 + repetition)
         result = ctx.runner.run(
             label="cache zipf mix",
             target="gateway.recommend",

@@ -28,7 +28,7 @@ SEARCH_MODEL = "product_search"
 
 def run(ctx: Context) -> Section:
     section = Section("gateway", "1. Gateway vs direct Triton — Recommend, cache off, same calls")
-    calls = recommend_mix(ctx.settings, MIX_CALLS, ctx.seed)
+    calls = recommend_mix(ctx.local_settings, MIX_CALLS, ctx.seed)
     direct = {
         "target": "triton.recommender",
         "address": ctx.stack.triton.grpc_url,
@@ -167,7 +167,7 @@ def _notes(section: Section) -> None:
 
 def _search(ctx: Context, section: Section, concurrency: int) -> None:
     """Search through the gateway vs the product_search ensemble directly, when the gateway serves Search."""
-    calls = search_mix(ctx.settings.model_repository, 600, ctx.seed)
+    calls = search_mix(ctx.local_settings.model_repository, 600, ctx.seed)
     gateway = {"target": "gateway.search", "address": ctx.stack.gateway_address(PLAIN.name), "calls": calls}
     probe = ctx.runner.run(label="gateway search probe", **gateway, max_requests=1, max_seconds=5, warmup_requests=0)
     if probe["ok"] != 1:

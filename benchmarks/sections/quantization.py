@@ -40,8 +40,9 @@ def run(ctx: Context) -> Section:
 
 def _encoder_through_triton(ctx: Context, section: Section) -> None:
     repository = ctx.run_dir / "encoder_repo"
-    build_encoder_repository(ctx.settings.model_repository, repository, ctx.settings.run_dir / "bench" / "cache")
-    calls = search_mix(ctx.settings.model_repository, 600, ctx.seed)
+    served = ctx.local_settings.model_repository
+    build_encoder_repository(served, repository, ctx.local_settings.run_dir / "bench" / "cache")
+    calls = search_mix(served, 600, ctx.seed)
     log_path = ctx.run_dir / "logs" / "triton-encoders.log"
     top = max(ctx.profile.concurrencies)
     with TritonServer(repository, models=(INT8_MODEL, FP32_MODEL), log_path=log_path).start() as server:
@@ -81,7 +82,7 @@ def _encoder_through_triton(ctx: Context, section: Section) -> None:
 
 
 def _encoder_quality(ctx: Context, section: Section) -> None:
-    quality = json.loads((ctx.settings.model_repository / SEARCH_EVAL).read_text())["quality"]
+    quality = json.loads((ctx.local_settings.model_repository / SEARCH_EVAL).read_text())["quality"]
     int8, fp32 = quality["semantic_int8"]["recall_at_10"], quality["semantic_fp32"]["recall_at_10"]
     section.add_row(
         "search recall@10 on the judged queries (pipeline eval.json)", "", (INT8, [int8]), (FP32, [fp32]), RATIO
@@ -90,7 +91,7 @@ def _encoder_quality(ctx: Context, section: Section) -> None:
 
 
 def _recommender_in_process(ctx: Context, section: Section) -> None:
-    tables = kernels.RecommenderTables.load(ctx.settings.model_repository)
+    tables = kernels.RecommenderTables.load(ctx.local_settings.model_repository)
     profile = ctx.profile
     for batch in RECOMMENDER_BATCHES:
         calls, table_bytes = kernels.recommender_calls(tables, tables.item_vectors, tables.item_bias, batch, ctx.seed)
@@ -120,7 +121,7 @@ def _recommender_in_process(ctx: Context, section: Section) -> None:
                 RATIO,
             )
             section.details["recommender_table_bytes"] = table_bytes
-    evaluation = json.loads((ctx.settings.model_repository / RECOMMENDER_EVAL).read_text())
+    evaluation = json.loads((ctx.local_settings.model_repository / RECOMMENDER_EVAL).read_text())
     int8, fp32 = evaluation["model_int8"]["recall_at_10"], evaluation["model_fp32"]["recall_at_10"]
     section.add_row(
         "recommender recall@10 on the time-based hold-out (pipeline eval.json)",

@@ -45,8 +45,8 @@ def _per_block(ctx: Context, n_items: int) -> int:
 
 
 def _catalogue_sizes(ctx: Context, section: Section) -> None:
-    tables = kernels.RecommenderTables.load(ctx.settings.model_repository)
-    index = kernels.load_index(ctx.settings.model_repository)
+    tables = kernels.RecommenderTables.load(ctx.local_settings.model_repository)
+    index = kernels.load_index(ctx.local_settings.model_repository)
     pool = ctx.settings.pool_name
     memory: dict[str, Any] = {}
     timings_ms: dict[str, Any] = {}

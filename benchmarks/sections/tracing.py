@@ -24,7 +24,7 @@ PRICING_CALLS = 20_000
 
 def run(ctx: Context) -> Section:
     section = Section("tracing", "3. Cost tagging + tracing on vs off — Recommend, cache off")
-    calls = recommend_mix(ctx.settings, 4000, ctx.seed)
+    calls = recommend_mix(ctx.local_settings, 4000, ctx.seed)
     top = max(ctx.profile.concurrencies)
     variants = {
         variant.name: {

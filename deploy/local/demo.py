@@ -25,9 +25,10 @@ from costing.report_render import render
 from deploy.local.demo_client import drive
 from deploy.local.demo_report import build_report, print_report
 from deploy.local.redis import delete_prefixed
+from deploy.local.settings import REPO_ROOT, get_local_settings
 from deploy.local.stack import local_stack
 from deploy.local.traffic import plan_calls, plan_searches
-from gateway.settings import REPO_ROOT, get_settings
+from gateway.settings import get_settings
 from pipeline.build import model_paths
 from pipeline.config import PipelineSettings
 from pipeline.data import load_clean_data
@@ -54,10 +55,10 @@ def main(
 ) -> None:
     """Run the demo end to end and write its report."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
+    settings, local_settings = get_settings(), get_local_settings()
     # Wide enough for the cost tables when the output is a log file or CI, not a terminal.
     console = Console(width=None if Console().is_terminal else REPORT_WIDTH)
-    data = load_clean_data(settings.data_dir / PipelineSettings().dataset_file)
+    data = load_clean_data(local_settings.data_dir / PipelineSettings().dataset_file)
     calls = plan_calls(data.interactions, requests, seed) + plan_searches(data.interactions, data.titles, searches, seed)
     random.Random(seed).shuffle(calls)
     # A cache of this run's own: the Zipf traffic shows its hit rate, not the last run's entries.
@@ -90,7 +91,7 @@ def main(
         trace_file=stack.trace_file,
         eval_figures=eval_figures,
         search_eval_figures=json.loads(
-            SearchPaths.in_repository(settings.model_repository, SearchPipelineSettings()).eval_file.read_text()
+            SearchPaths.in_repository(local_settings.model_repository, SearchPipelineSettings()).eval_file.read_text()
         ),
     )
     print_report(report, console)

@@ -22,6 +22,7 @@ from pathlib import Path
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from deploy.local.redis import ensure_redis
+from deploy.local.settings import LocalStackSettings, get_local_settings
 from deploy.local.triton import TritonServer
 from gateway.settings import PoolConfig, Settings
 
@@ -62,12 +63,14 @@ def local_stack(
     gateway_port: int | None = None,
     gateway_settings: dict[str, object] | None = None,
     pools: Sequence[LocalPool] = LOCAL_POOLS,
+    local_settings: LocalStackSettings | None = None,
 ) -> Iterator[RunningStack]:
     """Starts what is missing and yields the addresses; ``run_name`` names the folder under
-    ``settings.run_dir`` that holds this run's logs, ledger and spans. The gateway listens on
-    ``gateway_port``, or on a free port when it is None; ``gateway_settings`` overrides its
-    settings (field name -> value)."""
-    run_dir = settings.run_dir / run_name
+    the local stack's ``run_dir`` that holds this run's logs, ledger and spans. The gateway
+    listens on ``gateway_port``, or on a free port when it is None; ``gateway_settings``
+    overrides its settings (field name -> value)."""
+    local_settings = local_settings or get_local_settings()
+    run_dir = local_settings.run_dir / run_name
     log_dir = run_dir / "logs"
     ledger_path, trace_file = run_dir / "ledger.sqlite", run_dir / "spans.jsonl"
     if fresh_ledger:
@@ -76,7 +79,7 @@ def local_stack(
     with contextlib.ExitStack() as stack:
         redis = ensure_redis(settings.redis_url, log_dir)
         stack.callback(redis.stop)
-        tritons = start_tritons(settings.model_repository, [pool.name for pool in pools], log_dir, stack)
+        tritons = start_tritons(local_settings.model_repository, [pool.name for pool in pools], log_dir, stack)
         gateway_port = gateway_port or free_port()
         env = settings_env(
             pools=pools_setting(tritons, {pool.name: pool.max_in_flight for pool in pools}),

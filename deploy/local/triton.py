@@ -10,108 +10,37 @@ all applied here:
 3. the venv's ``bin/`` first on ``PATH`` (the stub finds its Python prefix, hence torch, there);
 4. explicit ports (a taken port only fails after the models have loaded).
 
-The server runs in its own process group, so ``stop()``/``kill()`` also end the stub processes.
+1 to 3 are deploy/local/triton_installation.py's job. The server runs in its own process
+group, so ``stop()``/``kill()`` also end the stub processes.
 
-Manual use: ``python -m deploy.local.triton --help``.
+Manual use: ``python -m deploy.local.triton --help`` (deploy/local/triton_cli.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import typer
+from deploy.local.ports import LOOPBACK, free_port
+from deploy.local.settings import get_local_settings
+from deploy.local.triton_installation import TritonInstallation, TritonStartError
 
-from deploy.local.ports import free_port
-from gateway.settings import get_settings
+__all__ = ["TritonServer", "TritonStartError"]
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 EXIT_TIMEOUT_S = 5
 READY_POLL_S = 0.1
 HTTP_PROBE_TIMEOUT_S = 1.0
 LOG_TAIL_BYTES = 4000
-
-
-class TritonStartError(RuntimeError):
-    """The server exited or did not get itself and every model ready in time."""
-
-
-@dataclass(frozen=True)
-class TritonInstallation:
-    """Where the nvidia-pytriton wheel keeps the server, its backends and libraries."""
-
-    package_dir: Path  # <site-packages>/pytriton
-
-    @classmethod
-    def locate(cls) -> "TritonInstallation":
-        spec = importlib.util.find_spec("pytriton")
-        if spec is None or not spec.submodule_search_locations:
-            raise TritonStartError("nvidia-pytriton is not installed in this interpreter")
-        return cls(Path(next(iter(spec.submodule_search_locations))))
-
-    @property
-    def server_binary(self) -> Path:
-        return self.package_dir / "tritonserver" / "bin" / "tritonserver"
-
-    @property
-    def backends_dir(self) -> Path:
-        return self.package_dir / "tritonserver" / "backends"
-
-    @property
-    def libs_dir(self) -> Path:
-        return self.package_dir.parent / "nvidia_pytriton.libs"
-
-    @property
-    def stub_source(self) -> Path:
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        return self.package_dir / "tritonserver" / "python_backend_stubs" / version / "triton_python_backend_stub"
-
-    @property
-    def stub_target(self) -> Path:
-        return self.backends_dir / "python" / "triton_python_backend_stub"
-
-    def ensure_python_stub(self) -> Path:
-        """Copies this Python's stub next to libtriton_python.so (idempotent; atomic rename)."""
-        source, target = self.stub_source, self.stub_target
-        if not source.is_file():
-            raise TritonStartError(f"no Python-backend stub for Python {sys.version_info[:2]} at {source}")
-        if target.is_file() and target.stat().st_size == source.stat().st_size and _same_bytes(source, target):
-            return target
-        handle, temp = tempfile.mkstemp(prefix=".stub-", dir=target.parent)
-        os.close(handle)
-        try:
-            shutil.copy2(source, temp)
-            os.chmod(temp, 0o755)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        log.info("installed Python-backend stub %s", target)
-        return target
-
-    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ if base is None else base)
-        libdir = sysconfig.get_config_var("LIBDIR")
-        library_path = [p for p in (libdir, str(self.libs_dir), env.get("LD_LIBRARY_PATH")) if p]
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(library_path)
-        env["PATH"] = os.pathsep.join(p for p in (str(_interpreter_bin_dir()), env.get("PATH")) if p)
-        return env
 
 
 class TritonServer:
@@ -134,7 +63,7 @@ class TritonServer:
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self.metrics_port = metrics_port or free_port()
-        self.log_path = log_path or get_settings().run_dir / "logs" / f"triton-{self.grpc_port}.log"
+        self.log_path = log_path or get_local_settings().run_dir / "logs" / f"triton-{self.grpc_port}.log"
         self.extra_args = tuple(extra_args)
         self.models = tuple(models) if models is not None else None
         self.installation = TritonInstallation.locate()
@@ -144,15 +73,15 @@ class TritonServer:
 
     @property
     def grpc_url(self) -> str:
-        return f"{HOST}:{self.grpc_port}"
+        return f"{LOOPBACK}:{self.grpc_port}"
 
     @property
     def http_url(self) -> str:
-        return f"{HOST}:{self.http_port}"
+        return f"{LOOPBACK}:{self.http_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"{HOST}:{self.metrics_port}"
+        return f"{LOOPBACK}:{self.metrics_port}"
 
     @property
     def pid(self) -> int | None:
@@ -173,11 +102,11 @@ class TritonServer:
             str(self.installation.server_binary),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={self.installation.backends_dir}",
-            f"--grpc-address={HOST}",
+            f"--grpc-address={LOOPBACK}",
             f"--grpc-port={self.grpc_port}",
-            f"--http-address={HOST}",
+            f"--http-address={LOOPBACK}",
             f"--http-port={self.http_port}",
-            f"--metrics-address={HOST}",
+            f"--metrics-address={LOOPBACK}",
             f"--metrics-port={self.metrics_port}",
             "--disable-auto-complete-config",
             "--allow-gpu-metrics=false",
@@ -305,66 +234,7 @@ class TritonServer:
             return False
 
 
-def _interpreter_bin_dir() -> Path:
-    """The venv's bin/ (where ``python3`` of this interpreter's prefix lives)."""
-    prefix_bin = Path(sys.prefix) / "bin"
-    return prefix_bin if prefix_bin.is_dir() else Path(sys.executable).parent
+if __name__ == "__main__":  # `python -m deploy.local.triton`
+    from deploy.local.triton_cli import app
 
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    with a.open("rb") as left, b.open("rb") as right:
-        while True:
-            chunk = left.read(1 << 20)
-            if chunk != right.read(1 << 20):
-                return False
-            if not chunk:
-                return True
-
-
-app = typer.Typer(add_completion=False, help="Run tritonserver in the foreground until Ctrl-C (or SIGTERM).")
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@app.command()
-def run(
-    model_repository: Path = typer.Option(None, help="Triton model repository; default: settings.model_repository."),
-    grpc_port: int = typer.Option(None, help="gRPC port (0 = any free port); default: port of settings.triton_url."),
-    http_port: int = typer.Option(8000, help="HTTP port (0 = any free port)."),
-    metrics_port: int = typer.Option(8002, help="Metrics port (0 = any free port)."),
-    log_path: Path = typer.Option(None, help="Server log file; default: run_dir/logs/triton-GRPC_PORT.log."),
-    model: list[str] = typer.Option(None, help="Load only this model (repeatable); default: every model."),
-    ready_timeout_s: float = typer.Option(120.0, help="How long to wait for the server and its models."),
-) -> None:
-    """Run tritonserver in the foreground until Ctrl-C (or SIGTERM)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    if grpc_port is None:
-        grpc_port = int(settings.triton_url.rsplit(":", 1)[1])
-    server = TritonServer(
-        model_repository or settings.model_repository,
-        grpc_port=grpc_port or None,
-        http_port=http_port or None,
-        metrics_port=metrics_port or None,
-        log_path=log_path,
-        models=model or None,
-    )
-    signal.signal(signal.SIGTERM, _interrupt)
-    with server.start(ready_timeout_s):
-        log.info(
-            "grpc %s  http %s  metrics %s  log %s", server.grpc_url, server.http_url, server.metrics_url, server.log_path
-        )
-        try:
-            while server.is_running():
-                time.sleep(0.5)
-            server.kill()
-            log.error("tritonserver exited on its own (rc %s)\n%s", server.returncode, server.log_tail())
-            raise typer.Exit(1)
-        except KeyboardInterrupt:
-            log.info("stopping tritonserver")
-
-
-if __name__ == "__main__":
     app()

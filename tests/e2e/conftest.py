@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from deploy.local.gateway import GatewayProcess, settings_env
-from deploy.local.ports import free_port
 from deploy.local.redis import delete_prefixed, ensure_redis
 from deploy.local.stack import SERVED_MODELS
 from deploy.local.triton import TritonServer
@@ -18,6 +17,7 @@ from gateway.settings import get_settings
 from pipeline.artifacts import ExportedRecommender, load_exported
 from pipeline.build import build
 from pipeline.search import build_search
+from tests.support import e2e_log_path, port_for_later_bind
 
 # Models the e2e Triton loads (explicit model control: other models of the repository may be unbuilt).
 TRITON_MODELS = SERVED_MODELS
@@ -67,7 +67,7 @@ def triton_server(model_repository: Path) -> Iterator[TritonServer]:
     server = TritonServer(
         model_repository,
         models=TRITON_MODELS,
-        log_path=get_settings().run_dir / "logs" / "e2e-triton.log",
+        log_path=e2e_log_path("triton"),
     )
     server.start()
     try:
@@ -132,7 +132,8 @@ class GatewayLauncher:
         }
         env = {**settings_env(**values), "OTEL_BSP_SCHEDULE_DELAY": "100"}
         log_path = run_dir / "gateway.log"
-        process = GatewayProcess(free_port(), env, log_path).start(require_serving=require_serving, service=service)
+        process = GatewayProcess(port_for_later_bind(), env, log_path)
+        process.start(require_serving=require_serving, service=service)
         gateway = RunningGateway(process, Path(values["ledger_path"]), Path(values["trace_file"]), log_path)
         self._started.append(gateway)
         return gateway
@@ -151,8 +152,16 @@ def gateway_factory(triton_server, redis_url, cache_prefix, tmp_path_factory) ->
 
 
 @pytest.fixture(scope="module")
-def gateway(triton_server, redis_url, cache_prefix, tmp_path_factory) -> Iterator[RunningGateway]:
-    """One gateway with default settings, shared by a test module."""
+def module_gateway_factory(
+    triton_server, redis_url, cache_prefix, tmp_path_factory
+) -> Iterator[Callable[..., RunningGateway]]:
+    """Gateways shared by a test module, with settings overridden per call; stopped after it."""
     launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory)
-    yield launcher.start()
+    yield launcher.start
     launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def gateway(module_gateway_factory) -> RunningGateway:
+    """One gateway with default settings, shared by a test module."""
+    return module_gateway_factory()

@@ -16,8 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from costing.ledger import SqliteLedger
-from deploy.local.ports import free_port
 from gateway.api import cost_pb2, cost_pb2_grpc, recommendation_pb2, recommendation_pb2_grpc, search_pb2, search_pb2_grpc
+from tests.support import port_for_later_bind, unreachable_address
 
 pytestmark = pytest.mark.e2e
 
@@ -67,13 +67,10 @@ def _wait_for_windows_until(ledger_path, moment: float, timeout_s: float) -> Non
 
 
 @pytest.fixture(scope="module")
-def accounted(triton_server, redis_url, cache_prefix, tmp_path_factory):
+def accounted(module_gateway_factory):
     """A gateway with short reconciliation windows and a metrics port, after real traffic."""
-    from tests.e2e.conftest import GatewayLauncher
-
-    launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory)
-    metrics_port = free_port()
-    gateway = launcher.start(
+    metrics_port = port_for_later_bind()
+    gateway = module_gateway_factory(
         metrics_port=metrics_port, reconciliation_window_s=WINDOW_S, reconciliation_grace_s=GRACE_S
     )
     responses = []
@@ -84,8 +81,7 @@ def accounted(triton_server, redis_url, cache_prefix, tmp_path_factory):
         search = search_pb2_grpc.SearchServiceStub(channel)
         responses.append(search.Search(search_pb2.SearchRequest(query="red teapot", k=5, feature="search_box"), timeout=DEADLINE_S))
     _wait_for_windows_until(gateway.ledger_path, time.time(), timeout_s=3 * WINDOW_S + GRACE_S + 10)
-    yield gateway, metrics_port, responses
-    launcher.stop_all()
+    return gateway, metrics_port, responses
 
 
 def test_cost_report_over_grpc_shows_every_request_and_the_fully_loaded_cost(accounted):
@@ -157,7 +153,7 @@ def test_the_metrics_endpoint_counts_what_the_ledger_holds(accounted):
 
 
 def test_liveness_is_serving_while_the_process_runs(gateway_factory):
-    gateway = gateway_factory(triton_url=f"127.0.0.1:{free_port()}", require_serving=False)
+    gateway = gateway_factory(triton_url=unreachable_address(), require_serving=False)
     with grpc.insecure_channel(gateway.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         check = lambda service: health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status  # noqa: E731
@@ -166,7 +162,7 @@ def test_liveness_is_serving_while_the_process_runs(gateway_factory):
 
 
 def test_a_spent_budget_alerts_and_sheds_its_feature_only(gateway_factory):
-    metrics_port = free_port()
+    metrics_port = port_for_later_bind()
     budgets = [{"scope": "feature", "name": "home_feed", "usd_per_month": 1e-12, "shed": True}]
     gateway = gateway_factory(metrics_port=metrics_port, budgets=json.dumps(budgets))
     with grpc.insecure_channel(gateway.address) as channel:

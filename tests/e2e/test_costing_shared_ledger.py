@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -28,7 +27,6 @@ from gateway.settings import get_settings
 
 pytestmark = pytest.mark.e2e
 
-POSTGRES_URL = os.environ.get("TOLLGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPLICAS = 3
 RECORDS_PER_REPLICA = 2_000
 START = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
@@ -36,16 +34,10 @@ END = START + dt.timedelta(minutes=1)
 
 
 @pytest.fixture
-def schema() -> Iterator[str]:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+def schema(postgres_url: str) -> Iterator[str]:
     name = f"tollgate_replicas_{uuid.uuid4().hex[:12]}"
     yield name
-    with open_ledger(POSTGRES_URL, schema=name) as ledger:
+    with open_ledger(postgres_url, schema=name) as ledger:
         ledger.drop_schema()  # type: ignore[attr-defined]
 
 
@@ -62,8 +54,8 @@ def replica_record(replica: int, index: int) -> CostRecord:
     )  # fmt: skip
 
 
-async def test_replicas_share_one_ledger(schema: str) -> None:
-    ledgers: list[SqlLedger] = [open_ledger(POSTGRES_URL, schema=schema) for _ in range(REPLICAS)]
+async def test_replicas_share_one_ledger(postgres_url: str, schema: str) -> None:
+    ledgers: list[SqlLedger] = [open_ledger(postgres_url, schema=schema) for _ in range(REPLICAS)]
     metrics = [CostMetrics() for _ in range(REPLICAS)]
     writers = [LedgerWriter(ledger, 0.05, observers=[m.observe]) for ledger, m in zip(ledgers, metrics)]
     try:

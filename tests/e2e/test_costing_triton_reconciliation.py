@@ -31,6 +31,7 @@ from costing.records import CostRecord
 from costing.report import build_report
 from deploy.local.triton import TritonServer
 from gateway.settings import get_settings
+from tests.support import e2e_log_path
 
 pytestmark = pytest.mark.e2e
 
@@ -45,9 +46,7 @@ IN_FLIGHT = 16
 @pytest.fixture(scope="module")
 def recommender_triton(model_repository: Path) -> Iterator[TritonServer]:
     """A Triton of our own with the recommender only, so that its statistics are ours alone."""
-    server = TritonServer(
-        model_repository, models=(MODEL,), log_path=get_settings().run_dir / "logs" / "e2e-costing-triton.log"
-    )
+    server = TritonServer(model_repository, models=(MODEL,), log_path=e2e_log_path("costing-triton"))
     server.start()
     try:
         yield server

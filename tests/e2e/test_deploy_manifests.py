@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices
 
-from deploy.local.cluster import ScrapeTarget, prometheus_config
+from deploy.local.prometheus import ScrapeTarget, prometheus_config
 from deploy.tools import toolchain
 from gateway import telemetry_attributes
 from gateway.settings import REPO_ROOT, Settings

@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from costing.ledger import SqliteLedger
-from deploy.local.ports import free_port
 from gateway import telemetry_attributes as attr
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc
+from tests.support import unreachable_address
 
 pytestmark = pytest.mark.e2e
 
@@ -177,7 +177,7 @@ def test_the_ledger_holds_every_request_and_sums_to_the_responses_costs(gateway_
 
 
 def test_triton_not_ready_is_unavailable_within_the_deadline(gateway_factory):
-    gateway = gateway_factory(triton_url=f"127.0.0.1:{free_port()}", require_serving=False)
+    gateway = gateway_factory(triton_url=unreachable_address(), require_serving=False)
     started = time.monotonic()
     error = recommend_error(gateway.address, user_id="17850", timeout=2.0)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
@@ -189,7 +189,7 @@ def test_triton_not_ready_is_unavailable_within_the_deadline(gateway_factory):
 
 
 def test_an_unreachable_redis_still_serves_uncached_and_warns(gateway_factory, buyers):
-    gateway = gateway_factory(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    gateway = gateway_factory(redis_url=f"redis://{unreachable_address()}/0")
     for _ in range(3):
         response, trailing = recommend(gateway.address, user_id=buyers[4], k=5)
         assert len(response.items) == 5

@@ -14,7 +14,7 @@ import tritonclient.grpc.aio as aio_grpcclient
 from tritonclient.utils import InferenceServerException
 
 from deploy.local.triton import TritonServer
-from gateway.settings import get_settings
+from tests.support import e2e_log_path
 
 pytestmark = pytest.mark.e2e
 
@@ -172,8 +172,7 @@ def group_members(pgid: int) -> list[int]:
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_stopping_the_server_ends_its_model_stubs_too(model_repository, how: str) -> None:
-    log_path = get_settings().run_dir / "logs" / f"e2e-{how}.log"
-    server = TritonServer(model_repository, models=[MODEL], log_path=log_path)
+    server = TritonServer(model_repository, models=[MODEL], log_path=e2e_log_path(how))
     server.start()
     pgid = server.pid
     assert len(group_members(pgid)) >= 2  # the server and at least one Python-backend stub

@@ -17,11 +17,10 @@ import grpc
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from deploy.local.ports import free_port
 from deploy.local.redis import ensure_redis
 from deploy.local.triton import TritonServer
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc
-from gateway.settings import get_settings
+from tests.support import e2e_log_path, port_for_later_bind, unreachable_address
 
 pytestmark = pytest.mark.e2e
 
@@ -71,8 +70,7 @@ async def steady_load(address: str, users: list[str], stop: asyncio.Event, concu
 
 
 def start_triton(model_repository: Path, name: str, **ports: int) -> TritonServer:
-    log_path = get_settings().run_dir / "logs" / f"e2e-{name}.log"
-    return TritonServer(model_repository, models=(MODEL,), log_path=log_path, **ports).start()
+    return TritonServer(model_repository, models=(MODEL,), log_path=e2e_log_path(name), **ports).start()
 
 
 def pools_json(gpu_url: str, cpu_url: str) -> str:
@@ -144,7 +142,7 @@ async def test_killing_the_primary_pool_fails_no_request_and_traffic_returns_aft
 
 
 async def test_stopping_redis_under_load_fails_no_request_and_caching_resumes(gateway_factory, buyers, tmp_path):
-    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    redis_url = f"redis://127.0.0.1:{port_for_later_bind()}/0"
     redis = ensure_redis(redis_url, tmp_path)
     gateway = gateway_factory(redis_url=redis_url)
     stop = asyncio.Event()
@@ -180,7 +178,7 @@ async def test_stopping_redis_under_load_fails_no_request_and_caching_resumes(ga
 
 
 def test_all_pools_down_is_unavailable_within_the_deadline_naming_what_is_down(gateway_factory):
-    gpu_url, cpu_url = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    gpu_url, cpu_url = unreachable_address(), unreachable_address()
     gateway = gateway_factory(pools=pools_json(gpu_url, cpu_url), require_serving=False)
     with grpc.insecure_channel(gateway.address) as channel:
         stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)

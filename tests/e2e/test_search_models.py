@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,13 +12,14 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferInput
 from tritonclient.utils import InferenceServerException
 
+from deploy.local.settings import get_local_settings
 from deploy.local.triton import TritonServer
-from gateway.settings import get_settings
 from pipeline.search import build_search, triton_io
 from pipeline.search.artifacts import SearchPaths
 from pipeline.search.build import search_paths
 from pipeline.search.config import SearchPipelineSettings
 from pipeline.search.serving_sources import encoding_module
+from tests.support import e2e_log_path
 
 pytestmark = pytest.mark.e2e
 
@@ -43,9 +43,9 @@ def catalogue(built: SearchPaths) -> dict[str, str]:
 def triton(built: SearchPaths) -> Iterator[TritonServer]:
     """Its own server, loading only the three search models (explicit model control)."""
     server = TritonServer(
-        get_settings().model_repository,
+        get_local_settings().model_repository,
         models=MODELS,
-        log_path=Path(get_settings().run_dir) / "logs" / "e2e-search-triton.log",
+        log_path=e2e_log_path("search-triton"),
     )
     server.start()
     try:

@@ -16,7 +16,7 @@ import pytest
 import redis
 import trustme
 
-from deploy.local.ports import free_port
+from tests.support import port_for_later_bind
 from gateway.api import cost_pb2, cost_pb2_grpc, recommendation_pb2, recommendation_pb2_grpc
 from gateway.api_keys import ALL_TENANTS, KeyFile, Role
 
@@ -145,7 +145,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def test_a_flood_of_garbage_tenants_and_features_leaves_metrics_and_memory_flat(gateway_factory):
-    port = free_port()
+    port = port_for_later_bind()
     gateway = gateway_factory(metrics_port=port)
     key = gateway.access.metadata("acme")
 
@@ -171,7 +171,7 @@ def test_a_flood_of_garbage_tenants_and_features_leaves_metrics_and_memory_flat(
 
 
 def test_shopper_ids_appear_in_no_span_log_metric_ledger_row_or_cache_key(gateway_factory, redis_url, cache_prefix):
-    port = free_port()
+    port = port_for_later_bind()
     gateway = gateway_factory(metrics_port=port)
     shopper = "14911"  # a real customer id of the dataset
     for _ in range(2):  # a miss, then a hit

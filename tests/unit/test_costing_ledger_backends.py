@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -20,26 +19,11 @@ from test_costing_ledger import T0, make_record
 from costing.ledger import LedgerError, SqlLedger, open_ledger, sqlite_url
 from costing.ledger import SqliteLedger
 from costing.records import Allocation, Outcome, PoolWindow
-
-POSTGRES_URL = os.environ.get("TOLLGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def postgres_available() -> str | None:
-    """None when the test PostgreSQL answers, else why not."""
-    try:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
-            return None
-    except Exception as exc:  # noqa: BLE001 - any reason is a reason to skip, and it is shown
-        return f"no PostgreSQL at {POSTGRES_URL}: {exc}"
+from tests.support import TEST_POSTGRES_URL, postgres_unavailable
 
 
-def new_postgres_ledger() -> SqlLedger:
-    reason = postgres_available()
-    if reason:
-        pytest.skip(reason)
-    return open_ledger(POSTGRES_URL, schema=f"tollgate_test_{uuid.uuid4().hex[:12]}")
+def new_postgres_ledger(postgres_url: str) -> SqlLedger:
+    return open_ledger(postgres_url, schema=f"tollgate_test_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,7 +31,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlLedge
     if request.param == "sqlite":
         ledger: SqlLedger = SqliteLedger(tmp_path / "ledger.sqlite")
     else:
-        ledger = new_postgres_ledger()
+        ledger = new_postgres_ledger(request.getfixturevalue("postgres_url"))
     try:
         yield ledger
     finally:
@@ -159,12 +143,12 @@ def test_an_older_sqlite_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         assert ledger.windows() == [] and ledger.outcomes() == []
 
 
-def test_an_older_postgres_ledger_is_upgraded_in_place() -> None:
-    ledger = new_postgres_ledger()
+def test_an_older_postgres_ledger_is_upgraded_in_place(postgres_url: str) -> None:
+    ledger = new_postgres_ledger(postgres_url)
     try:
         ledger._run(lambda cursor: cursor.execute("ALTER TABLE cost_records DROP COLUMN cost_egress"))  # type: ignore[attr-defined]
         ledger._run(lambda cursor: cursor.execute("DROP TABLE outcomes"))  # type: ignore[attr-defined]
-        reopened = open_ledger(POSTGRES_URL, schema=ledger.schema, create=False)  # type: ignore[attr-defined]
+        reopened = open_ledger(postgres_url, schema=ledger.schema, create=False)  # type: ignore[attr-defined]
         assert reopened.write([make_record(0, cost_egress=2e-9)]) == 1
         assert reopened.records()[0].cost_egress == 2e-9 and reopened.outcomes() == []
         reopened.close()
@@ -185,6 +169,6 @@ def test_ledger_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         open_ledger("mysql://somewhere/db")
     with pytest.raises(LedgerError, match="no cost ledger"):
         open_ledger("sqlite:///absent.sqlite", create=False)
-    if postgres_available() is None:
+    if postgres_unavailable() is None:
         with pytest.raises(LedgerError, match="no cost ledger"):
-            open_ledger(POSTGRES_URL, schema=f"tollgate_absent_{uuid.uuid4().hex[:8]}", create=False)
+            open_ledger(TEST_POSTGRES_URL, schema=f"tollgate_absent_{uuid.uuid4().hex[:8]}", create=False)

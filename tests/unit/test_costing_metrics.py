@@ -12,7 +12,7 @@ from test_costing_ledger import make_record
 
 from costing.ledger import LedgerWriter, SqliteLedger
 from costing.metrics import CostMetrics, start_metrics_server
-from deploy.local.ports import free_port
+from tests.support import port_for_later_bind
 
 FEATURES = ("home_feed", "cart_upsell", "search_box")
 
@@ -82,7 +82,7 @@ def test_the_exporter_serves_the_counters_over_http() -> None:
     for record in workload(10):
         metrics.observe(record)
     assert start_metrics_server(metrics, 0) is None  # 0 = off
-    server = start_metrics_server(metrics, free_port())
+    server = start_metrics_server(metrics, port_for_later_bind())
     assert server is not None
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:

@@ -20,7 +20,7 @@ from costing.reconciliation.scheduler import WindowReconciler
 from costing.reconciliation.summary import reconciliation_summary
 from costing.reconciliation.triton_stats import TritonStatsPoller
 from costing.settings import CostingSettings
-from deploy.local.ports import free_port
+from tests.support import port_for_later_bind
 
 BOOK = Path(__file__).resolve().parents[2] / "costing" / "price_book.toml"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -86,7 +86,7 @@ def test_reconciler_settings_are_checked(tmp_path: Path) -> None:
 
 
 async def test_cost_accounting_wires_ledger_metrics_budgets_outcomes_and_reports(tmp_path: Path) -> None:
-    port = free_port()
+    port = port_for_later_bind()
     settings = CostingSettings(
         ledger_path=tmp_path / "ledger.sqlite", ledger_flush_interval_s=0.05, metrics_port=port,
         budgets=[BudgetConfig(scope="feature", name="home-feed", usd_per_month=1e-6, shed=True)],

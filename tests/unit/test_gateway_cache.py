@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from deploy.local.ports import free_port
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.circuit_breaker import CircuitBreaker
 from gateway.recommend_route import RecommendRoute
@@ -12,6 +11,7 @@ from gateway.result_cache import CachedAnswer, CacheKeys, CacheSecret, ResultCac
 from gateway.search_route import SearchRoute
 from gateway.triton_model import ModelState
 from gateway.validation import RecommendQuery, SearchQuery
+from tests.support import unreachable_address
 
 STATE = ModelState(True, "ready", "1", "abc")
 SECRET = CacheSecret(b"0123456789abcdef-test-secret")
@@ -175,7 +175,7 @@ async def test_the_breaker_skips_a_failing_cache_then_probes_it():
     assert len(calls) == 5, "one probe after the cool-down, then closed again"
 async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
     cache = ResultCache.from_url(
-        f"redis://127.0.0.1:{free_port()}/0", 10, 0.2, SECRET, POOLS, CircuitBreaker(1, 5.0)
+        f"redis://{unreachable_address()}/0", 10, 0.2, SECRET, POOLS, CircuitBreaker(1, 5.0)
     )
     answer = CachedAnswer(ModelAnswer((), 1, "1"), "cpu-local")
     with caplog.at_level("WARNING"):

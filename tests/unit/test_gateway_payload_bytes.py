@@ -4,7 +4,7 @@ import pytest
 
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.api import search_pb2
-from gateway.servicer_support import items, payload_bytes
+from gateway.grpc_call import items, payload_bytes
 
 
 @pytest.mark.parametrize(

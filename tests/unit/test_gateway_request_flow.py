@@ -10,9 +10,9 @@ from costing.price_book import load_price_book
 from gateway.admission import Admission, TenantRate
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
+from gateway.grpc_call import payload_bytes
 from gateway.request_flow import Caller, RequestFlow
 from gateway.result_cache import CacheKeys, CacheSecret
-from gateway.servicer_support import payload_bytes
 from gateway.router import Placement
 from gateway.settings import Settings
 from gateway.settlement import SettledRequestError, Settlement

@@ -1,4 +1,5 @@
-"""What every servicer does the same way: read the caller, register leniently, return the cost.
+"""The gRPC side of a call, the same for every servicer: read the caller, register leniently,
+run the call through the flow, and put the answer and its cost on the wire.
 
 The cost goes back in the response's ``info`` and as trailing metadata — on failures too.
 """

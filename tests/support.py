@@ -1,0 +1,44 @@
+"""Helpers shared by the unit and end-to-end tests; shared fixtures are in tests/conftest.py.
+
+Every loopback port a test picks goes through here: :func:`port_for_later_bind` for a server
+that binds it later, :func:`unreachable_address` for an address where nothing listens.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deploy.local.ports import LOOPBACK, free_port
+from deploy.local.settings import get_local_settings
+
+# The PostgreSQL of the ledger tests; each test works in a schema of its own and drops it.
+TEST_POSTGRES_URL = os.environ.get("TOLLGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_CONNECT_TIMEOUT_S = 3
+
+
+def port_for_later_bind() -> int:
+    """A loopback port free now, for a server that binds it later (a child process, or the
+    component under test). Racy: another process may take it in between."""
+    return free_port()
+
+
+def unreachable_address() -> str:
+    """``host:port`` on the loopback where nothing listens, for calls that must fail to connect."""
+    return f"{LOOPBACK}:{free_port()}"
+
+
+def postgres_unavailable(url: str = TEST_POSTGRES_URL) -> str | None:
+    """None when the PostgreSQL at ``url`` answers, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any reason is a reason to skip, and it is shown
+        return f"no PostgreSQL at {url}: {exc}"
+
+
+def e2e_log_path(name: str) -> Path:
+    """Log file of a server that an e2e test starts: ``<run_dir>/logs/e2e-<name>.log``."""
+    return get_local_settings().run_dir / "logs" / f"e2e-{name}.log"
