@@ -54,7 +54,8 @@ class LoadSpec:
     model: str = ""  # Triton model name for triton.* targets
     cycle: bool = True  # False: every measured call is distinct (max_requests capped at len(calls))
     record_outcomes: bool = False  # per-call (index, latency, status, extras) in the result
-    tenant: str = "bench"
+    tenant: str = "shop-uk"  # of calls that name none
+    api_keys: dict[str, str] = field(default_factory=dict)  # tenant -> API key token (gateway targets)
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -151,6 +151,7 @@ def profile_gateway(
             max_requests=100_000,
             max_seconds=seconds + WARMUP_S + 1,
             warmup_requests=0,
+            api_keys=stack.api_keys(),
         )
         load = start_load(spec)
         time.sleep(WARMUP_S)

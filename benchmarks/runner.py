@@ -60,7 +60,9 @@ PROFILES = {profile.name: profile for profile in (FULL, QUICK)}
 class Runner:
     """Runs load-generator specs, alone or interleaved side by side, and keeps every raw result."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, api_keys: Mapping[str, str] | None = None) -> None:
+        """``api_keys``: tenant -> token, sent by the gateway targets (the bench stack's keys)."""
+        self.api_keys = dict(api_keys or {})
         self.profile = profile
         self.runs: list[dict[str, Any]] = []
 
@@ -68,6 +70,7 @@ class Runner:
         """One load-generator run of ``LoadSpec(**fields)`` (profile defaults filled in). ``watch``:
         processes whose CPU seconds over the whole run (warm-up included) go into
         ``result["process_cpu_s"]``, with ``result["requests_incl_warmup"]`` to divide them by."""
+        fields.setdefault("api_keys", self.api_keys)
         fields.setdefault("max_requests", self.profile.max_requests)
         fields.setdefault("max_seconds", self.profile.run_seconds)
         fields.setdefault("warmup_seconds", self.profile.warmup_seconds)

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from deploy.local.access import LocalAccess, provision
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from deploy.local.redis import delete_prefixed as delete_redis_prefixed
 from deploy.local.redis import ensure_redis
 from deploy.local.settings import LocalStackSettings
 from deploy.local.triton import TritonServer
+from gateway.api_keys import Role
 from gateway.settings import Settings
 from pipeline.search.config import SearchPipelineSettings
 
@@ -72,6 +74,11 @@ class RunningBench:
     redis_url: str
     cache_prefix: str
     run_dir: Path
+    access: LocalAccess
+
+    def api_keys(self) -> dict[str, str]:
+        """Tenant -> its caller key, for the load generator."""
+        return {tenant: token for (tenant, role), token in self.access.tokens.items() if role is Role.CALLER}
 
     def gateway_address(self, variant: str) -> str:
         return self.gateways[variant].address
@@ -113,10 +120,11 @@ def bench_stack(
             TritonServer(local_settings.model_repository, models=models, log_path=log_dir / "triton.log").start()
         )
         stack.callback(delete_prefixed, settings.redis_url, prefix)
+        access = provision(run_dir / "access")
         gateways = {
             variant.name: GatewayProcess(
                 free_port(),
-                _gateway_env(settings, variant, triton.grpc_url, prefix, run_dir),
+                {**_gateway_env(settings, variant, triton.grpc_url, prefix, run_dir), **settings_env(**access.settings())},
                 log_dir / f"gateway-{variant.name}.log",
             )
             for variant in variants
@@ -126,7 +134,7 @@ def bench_stack(
         with ThreadPoolExecutor(max_workers=len(gateways)) as pool:
             list(pool.map(lambda gateway: gateway.start(), gateways.values()))
         log.info("bench stack up: Triton %s, gateways %s", triton.grpc_url, {n: g.address for n, g in gateways.items()})
-        yield RunningBench(triton, gateways, settings.redis_url, prefix, run_dir)
+        yield RunningBench(triton, gateways, settings.redis_url, prefix, run_dir, access)
 
 
 def _gateway_env(

@@ -61,6 +61,7 @@ def run_suite(
     search = search_models(local_settings)
     done: list[Section] = []
     with bench_stack(settings, local_settings, run_dir, models=(settings.recommender_model, *search)) as stack:
+        runner.api_keys = stack.api_keys()
         context = Context(
             settings=settings,
             local_settings=local_settings,

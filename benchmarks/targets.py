@@ -24,7 +24,6 @@ from tritonclient.utils import InferenceServerException
 from benchmarks.load_engine import Outcome
 from benchmarks.load_spec import LoadSpec
 
-TENANT_METADATA_KEY = "x-tenant-id"
 # Outputs of the search ensemble that carry each step's compute (as the gateway sums them).
 SEARCH_COMPUTE_OUTPUTS = ("ENCODER_COMPUTE_NS", "INDEX_COMPUTE_NS")
 
@@ -86,7 +85,7 @@ class _Target:
 
 
 class _GatewayTarget(_Target):
-    """Common part of the Tollgate RPCs: one aio channel, tenant metadata, cost extras."""
+    """Common part of the Tollgate RPCs: one aio channel, the tenant's API key, cost extras."""
 
     def __init__(self, spec: LoadSpec) -> None:
         super().__init__(spec)
@@ -110,7 +109,8 @@ class _GatewayTarget(_Target):
 
     async def __call__(self, index: int) -> Outcome:
         call = self.call_for(index)
-        metadata = ((TENANT_METADATA_KEY, call.get("tenant", self.spec.tenant)),)
+        token = self.spec.api_keys.get(call.get("tenant", self.spec.tenant))
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
         assert self._method is not None
         try:
             response = await self._method(self._request(call), timeout=self.spec.deadline_s, metadata=metadata)

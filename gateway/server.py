@@ -201,12 +201,7 @@ def _callers(settings: Settings, on_refused: Callable[[str], None]) -> CallerRea
 def _listen(server: grpc.aio.Server, settings: Settings) -> int:
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert_file and settings.tls_key_file:
-        credentials = server_credentials(
-            settings.tls_cert_file,
-            settings.tls_key_file,
-            settings.tls_client_ca_file,
-            require_client_cert=settings.tls_require_client_cert,
-        )
+        credentials = server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
         port = server.add_secure_port(address, credentials)
     else:
         port = server.add_insecure_port(address)

@@ -48,9 +48,10 @@ class Settings(CostingSettings):
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain of the listener; set with tls_key_file to serve TLS.")
     tls_key_file: Path | None = Field(None, description="PEM private key of the listener.")
     tls_client_ca_file: Path | None = Field(
-        None, description="PEM CA that signs client certificates (mutual TLS); their common name is the tenant."
+        None,
+        description="PEM CA of client certificates: set, every client must present one (mutual TLS) and a "
+        "certificate whose common name is a registered tenant authenticates as that tenant's caller.",
     )
-    tls_require_client_cert: bool = Field(False, description="Refuse TLS clients without a certificate from tls_client_ca_file.")
 
     # --- tenants and access ------------------------------------------------------------------
     tenants: list[TenantConfig] = Field(

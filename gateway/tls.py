@@ -8,15 +8,12 @@ from pathlib import Path
 import grpc
 
 
-def server_credentials(
-    cert_file: Path, key_file: Path, client_ca_file: Path | None = None, *, require_client_cert: bool = False
-) -> grpc.ServerCredentials:
-    """Credentials from PEM files; with ``client_ca_file``, client certificates signed by that CA
-    are verified (and required when ``require_client_cert``)."""
-    if require_client_cert and client_ca_file is None:
-        raise ValueError("require_client_cert needs a client CA file")
+def server_credentials(cert_file: Path, key_file: Path, client_ca_file: Path | None = None) -> grpc.ServerCredentials:
+    """Credentials from PEM files; with ``client_ca_file``, every client must present a
+    certificate signed by that CA. (gRPC Python either requires client certificates or does not
+    ask for them: there is no "verify if presented".)"""
     return grpc.ssl_server_credentials(
         [(key_file.read_bytes(), cert_file.read_bytes())],
         root_certificates=client_ca_file.read_bytes() if client_ca_file else None,
-        require_client_auth=require_client_cert,
+        require_client_auth=client_ca_file is not None,
     )

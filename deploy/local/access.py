@@ -23,7 +23,7 @@ class LocalAccess:
     """Where the local keys are, every token (by tenant and role), and the gateway settings that use them."""
 
     keys_file: Path
-    tokens: dict[tuple[str, Role], str]
+    tokens: dict[tuple[str, Role], str]  # (tenant, role) -> token; tenant "*" for global finance
     tenants: tuple[TenantConfig, ...]
     cache_secret: str
 
@@ -40,20 +40,32 @@ class LocalAccess:
         }
 
 
-def provision(directory: Path, tenants: tuple[str, ...] = LOCAL_TENANTS) -> LocalAccess:
-    """A fresh key file in ``directory`` with a caller and a finance key per tenant and one
-    global-finance key; the tokens are also written to ``tokens.json`` beside it (mode 0600), for
-    whoever drives the local stack by hand."""
+def provision(directory: Path, tenants: tuple[str, ...] = LOCAL_TENANTS, *, reuse: bool = False) -> LocalAccess:
+    """A key file in ``directory`` with a caller and a finance key per tenant and one
+    global-finance key, plus a cache secret. The tokens and the secret are also written to
+    ``local-access.json`` beside it (mode 0600) for whoever drives the local stack by hand; with
+    ``reuse`` an earlier run's keys are kept (``make serve`` restarts with the same tokens)."""
     directory.mkdir(parents=True, exist_ok=True)
     keys = KeyFile(directory / "api-keys.json")
+    readable = directory / "local-access.json"
+    configs = tuple(TenantConfig(id=tenant, features=list(LOCAL_FEATURES)) for tenant in tenants)
+    if reuse and keys.path.exists() and readable.exists():
+        saved = json.loads(readable.read_text())
+        tokens = {(name.split()[0], Role(name.split()[1])): token for name, token in saved["tokens"].items()}
+        if {tenant for tenant, _ in tokens} >= set(tenants):
+            return LocalAccess(keys.path, tokens, configs, saved["cache_secret"])
     keys.path.unlink(missing_ok=True)
     tokens: dict[tuple[str, Role], str] = {}
     for tenant in tenants:
         for role in (Role.CALLER, Role.FINANCE):
             tokens[(tenant, role)] = keys.create(tenant, role, label=f"local {role.value}")[1]
     tokens[(ALL_TENANTS, Role.FINANCE_GLOBAL)] = keys.create(ALL_TENANTS, Role.FINANCE_GLOBAL, label="local finance")[1]
-    readable = directory / "tokens.json"
-    readable.write_text(json.dumps({f"{tenant} {role.value}": token for (tenant, role), token in tokens.items()}, indent=2))
+    cache_secret = secrets.token_urlsafe(32)
+    readable.write_text(
+        json.dumps(
+            {"tokens": {f"{tenant} {role.value}": token for (tenant, role), token in tokens.items()}, "cache_secret": cache_secret},
+            indent=2,
+        )
+    )
     readable.chmod(0o600)
-    configs = tuple(TenantConfig(id=tenant, features=list(LOCAL_FEATURES)) for tenant in tenants)
-    return LocalAccess(keys.path, tokens, configs, secrets.token_urlsafe(32))
+    return LocalAccess(keys.path, tokens, configs, cache_secret)

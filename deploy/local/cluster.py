@@ -36,6 +36,7 @@ from pathlib import Path
 
 import redis
 
+from deploy.local.access import LocalAccess, provision
 from deploy.local.gateway import settings_env
 from deploy.local.ports import LOOPBACK, free_port
 from deploy.local.postgres import DEFAULT_POSTGRES_ADMIN_URL, postgres_database
@@ -68,6 +69,7 @@ class RunningCluster:
     redis_url: str
     cache_prefix: str
     log_dir: Path
+    access: LocalAccess  # tenants and API keys shared by every replica
     _restart: Callable[[int], ReplicaProcess]
 
     @property
@@ -117,7 +119,9 @@ def local_cluster(
             postgres_database(postgres_admin_url, f"tollgate_cluster_{run_id}", keep=keep_database)
         )
         tritons = start_tritons(local_settings.model_repository, POOLS, log_dir, stack)
+        access = provision(run_dir / "access")
         base_env = settings_env(
+            **access.settings(),
             pools=pools_setting(tritons),
             redis_url=settings.redis_url,
             cache_prefix=cache_prefix,
@@ -169,6 +173,7 @@ def local_cluster(
             redis_url=settings.redis_url,
             cache_prefix=cache_prefix,
             log_dir=log_dir,
+            access=access,
             _restart=start_replica,
         )
 

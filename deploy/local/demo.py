@@ -77,7 +77,7 @@ def main(
         )
         _sleep_until(_next_window_start() + 0.1)  # the gateway reconciles whole windows only
         started = time.perf_counter()
-        outcomes = asyncio.run(drive(stack.gateway_address, calls, concurrency, deadline_s))
+        outcomes = asyncio.run(drive(stack.gateway_address, calls, concurrency, deadline_s, stack.access))
         duration_s = time.perf_counter() - started
         console.print(f"waiting for the reconciliation of the last {DEMO_WINDOW_S:.0f}-second window")
         _sleep_until(_next_window_start() + DEMO_GRACE_S + 1.0)

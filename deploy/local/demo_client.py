@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from deploy.local.access import LocalAccess
 from deploy.local.traffic import PlannedCall
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc, search_pb2, search_pb2_grpc
 
@@ -31,8 +32,11 @@ class CallOutcome:
     personalized: bool = False
 
 
-async def drive(address: str, calls: list[PlannedCall], concurrency: int, deadline_s: float) -> list[CallOutcome]:
-    """Sends every call, at most ``concurrency`` at a time; returns outcomes in call order."""
+async def drive(
+    address: str, calls: list[PlannedCall], concurrency: int, deadline_s: float, access: LocalAccess
+) -> list[CallOutcome]:
+    """Sends every call with its tenant's API key, at most ``concurrency`` at a time; returns
+    outcomes in call order."""
     semaphore = asyncio.Semaphore(concurrency)
     async with grpc.aio.insecure_channel(address) as channel:
         recommend = recommendation_pb2_grpc.RecommendationServiceStub(channel).Recommend
@@ -42,18 +46,24 @@ async def drive(address: str, calls: list[PlannedCall], concurrency: int, deadli
             async with semaphore:
                 if call.rpc == "Search":
                     request = search_pb2.SearchRequest(query=call.query, k=call.k, feature=call.feature)
-                    return await _call(search, request, call, deadline_s)
+                    return await _call(search, request, call, deadline_s, access.metadata(call.tenant))
                 request = recommendation_pb2.RecommendRequest(
                     user_id=call.user_id, k=call.k, feature=call.feature, exclude_item_ids=call.exclude_item_ids
                 )
-                return await _call(recommend, request, call, deadline_s)
+                return await _call(recommend, request, call, deadline_s, access.metadata(call.tenant))
 
         return list(await asyncio.gather(*(one(call) for call in calls)))
 
 
-async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, call: PlannedCall, deadline_s: float) -> CallOutcome:
+async def _call(
+    method: grpc.aio.UnaryUnaryMultiCallable,
+    request: object,
+    call: PlannedCall,
+    deadline_s: float,
+    metadata: tuple[tuple[str, str], ...],
+) -> CallOutcome:
     started = time.perf_counter()
-    rpc = method(request, timeout=deadline_s, metadata=(("x-tenant-id", call.tenant),))
+    rpc = method(request, timeout=deadline_s, metadata=metadata)
     try:
         response = await rpc
     except grpc.aio.AioRpcError as error:

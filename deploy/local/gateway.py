@@ -21,8 +21,12 @@ def settings_env(**values: object) -> dict[str, str]:
 class GatewayProcess:
     """The real gateway in its own process; ``start`` returns once its health check says SERVING."""
 
-    def __init__(self, port: int, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, port: int, env: dict[str, str], log_path: Path, credentials: grpc.ChannelCredentials | None = None
+    ) -> None:
+        """``credentials``: TLS credentials of the readiness check, for a TLS listener."""
         self.port = port
+        self._credentials = credentials
         self.address = f"127.0.0.1:{port}"
         self._env = {**os.environ, **env, **settings_env(host="127.0.0.1", port=port)}
         self._log_path = log_path
@@ -43,7 +47,10 @@ class GatewayProcess:
 
     def _wait_for_health(self, wanted: int | None, service: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.address) as channel:
+        channel = (
+            grpc.secure_channel(self.address, self._credentials) if self._credentials else grpc.insecure_channel(self.address)
+        )
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self._process is not None and self._process.poll() is not None:

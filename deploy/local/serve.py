@@ -9,6 +9,7 @@ import threading
 from rich.console import Console
 
 from deploy.local.stack import local_stack
+from gateway.api_keys import Role
 from gateway.settings import get_settings
 
 
@@ -18,14 +19,20 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     settings = get_settings()
-    with local_stack(settings, "serve", fresh_ledger=False, gateway_port=settings.port) as stack:
+    with local_stack(settings, "serve", fresh_ledger=False, gateway_port=settings.port, reuse_keys=True) as stack:
+        token = stack.access.tokens[("shop-uk", Role.CALLER)]
         Console().print(
             f"[bold green]Tollgate is up[/bold green] on {stack.gateway_address} "
             f"(Triton pools {stack.triton_urls}, Redis {stack.redis_url}).\n"
             f"Ledger {stack.ledger_path}; spans {stack.trace_file}; logs {stack.log_dir}.\n"
-            "Try: grpcurl -plaintext -d '{\"user_id\":\"17850\",\"k\":5,\"feature\":\"home_feed\"}' "
+            f"API keys of the local tenants: {stack.access.keys_file.with_name('local-access.json')} "
+            "(tenants shop-uk, shop-eu, acme, globex; caller, finance and global-finance keys).\n"
+            f"Try: grpcurl -plaintext -H 'authorization: Bearer {token}' "
+            "-d '{\"user_id\":\"17850\",\"k\":5,\"feature\":\"home_feed\"}' "
             f"{stack.gateway_address} tollgate.v1.RecommendationService/Recommend\n"
-            "Ctrl-C stops everything."
+            "Ctrl-C stops everything.",
+            markup=True,
+            highlight=False,
         )
         stop.wait()
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.local.access import LocalAccess, provision
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
 from deploy.local.redis import ensure_redis
@@ -51,6 +52,7 @@ class RunningStack:
     ledger_path: Path
     trace_file: Path
     log_dir: Path
+    access: LocalAccess  # the run's tenants and API keys (tokens in <run>/access/tokens.json)
     on_stop: Callable[..., object]  # on_stop(fn, *args): run fn(*args) first when the stack stops
 
 
@@ -64,11 +66,13 @@ def local_stack(
     gateway_settings: dict[str, object] | None = None,
     pools: Sequence[LocalPool] = LOCAL_POOLS,
     local_settings: LocalStackSettings | None = None,
+    reuse_keys: bool = False,
 ) -> Iterator[RunningStack]:
     """Starts what is missing and yields the addresses; ``run_name`` names the folder under
     the local stack's ``run_dir`` that holds this run's logs, ledger and spans. The gateway
     listens on ``gateway_port``, or on a free port when it is None; ``gateway_settings``
-    overrides its settings (field name -> value)."""
+    overrides its settings (field name -> value). The run's tenants and API keys are made in
+    ``<run>/access`` (kept across runs with ``reuse_keys``)."""
     local_settings = local_settings or get_local_settings()
     run_dir = local_settings.run_dir / run_name
     log_dir = run_dir / "logs"
@@ -81,12 +85,14 @@ def local_stack(
         stack.callback(redis.stop)
         tritons = start_tritons(local_settings.model_repository, [pool.name for pool in pools], log_dir, stack)
         gateway_port = gateway_port or free_port()
+        access = provision(run_dir / "access", reuse=reuse_keys)
         env = settings_env(
             pools=pools_setting(tritons, {pool.name: pool.max_in_flight for pool in pools}),
             redis_url=settings.redis_url,
             ledger_path=ledger_path,
             trace_exporter=_local_trace_exporter(settings),
             trace_file=trace_file,
+            **access.settings(),
             **(gateway_settings or {}),
         )
         log.info("starting the gateway on 127.0.0.1:%d", gateway_port)
@@ -98,6 +104,7 @@ def local_stack(
             ledger_path=ledger_path,
             trace_file=trace_file,
             log_dir=log_dir,
+            access=access,
             on_stop=stack.callback,
         )
 

@@ -7,12 +7,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
+from deploy.local.access import LocalAccess, provision
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.redis import delete_prefixed, ensure_redis
 from deploy.local.stack import SERVED_MODELS
 from deploy.local.triton import TritonServer
+from gateway.api_keys import Role
 from gateway.settings import get_settings
 from pipeline.artifacts import ExportedRecommender, load_exported
 from pipeline.build import build
@@ -95,12 +98,23 @@ def cache_prefix(redis_url) -> Iterator[str]:
     delete_prefixed(redis_url, prefix)
 
 
+@pytest.fixture(scope="session")
+def access(tmp_path_factory) -> LocalAccess:
+    """Registered tenants and an API key per tenant and role, for every gateway of the run."""
+    return provision(tmp_path_factory.mktemp("access"))
+
+
 @dataclass
 class RunningGateway:
     process: GatewayProcess
     ledger_path: Path
     trace_file: Path
     log_path: Path
+    access: LocalAccess
+
+    def metadata(self, tenant: str = "shop-uk", role: Role = Role.CALLER) -> tuple[tuple[str, str], ...]:
+        """Call metadata that authenticates as ``tenant`` with ``role``."""
+        return self.access.metadata(tenant, role)
 
     @property
     def address(self) -> str:
@@ -114,12 +128,30 @@ class GatewayLauncher:
     """Starts real gateway processes (``python -m gateway serve``) wired to the test Triton and
     Redis, each with its own ledger, span file and log; ``stop_all`` stops them."""
 
-    def __init__(self, triton_url: str, redis_url: str, cache_prefix: str, tmp_path_factory: pytest.TempPathFactory):
-        self._defaults = {"triton_url": triton_url, "redis_url": redis_url, "cache_prefix": cache_prefix}
+    def __init__(
+        self,
+        triton_url: str,
+        redis_url: str,
+        cache_prefix: str,
+        tmp_path_factory: pytest.TempPathFactory,
+        access: LocalAccess,
+    ):
+        self._defaults = {
+            "triton_url": triton_url, "redis_url": redis_url, "cache_prefix": cache_prefix, **access.settings()
+        }  # fmt: skip
+        self._access = access
         self._tmp = tmp_path_factory
         self._started: list[RunningGateway] = []
 
-    def start(self, *, require_serving: bool = True, service: str = "", **overrides: object) -> RunningGateway:
+    def start(
+        self,
+        *,
+        require_serving: bool = True,
+        service: str = "",
+        tls: grpc.ChannelCredentials | None = None,
+        **overrides: object,
+    ) -> RunningGateway:
+        """``tls``: channel credentials of the readiness check, for a TLS listener."""
         run_dir = self._tmp.mktemp("gateway")
         values = {
             **self._defaults,
@@ -132,9 +164,11 @@ class GatewayLauncher:
         }
         env = {**settings_env(**values), "OTEL_BSP_SCHEDULE_DELAY": "100"}
         log_path = run_dir / "gateway.log"
-        process = GatewayProcess(port_for_later_bind(), env, log_path)
+        process = GatewayProcess(port_for_later_bind(), env, log_path, tls)
         process.start(require_serving=require_serving, service=service)
-        gateway = RunningGateway(process, Path(values["ledger_path"]), Path(values["trace_file"]), log_path)
+        gateway = RunningGateway(
+            process, Path(values["ledger_path"]), Path(values["trace_file"]), log_path, self._access
+        )
         self._started.append(gateway)
         return gateway
 
@@ -144,19 +178,21 @@ class GatewayLauncher:
 
 
 @pytest.fixture
-def gateway_factory(triton_server, redis_url, cache_prefix, tmp_path_factory) -> Iterator[Callable[..., RunningGateway]]:
+def gateway_factory(
+    triton_server, redis_url, cache_prefix, tmp_path_factory, access
+) -> Iterator[Callable[..., RunningGateway]]:
     """A test's own gateways, with settings overridden per call; stopped after the test."""
-    launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory)
+    launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory, access)
     yield launcher.start
     launcher.stop_all()
 
 
 @pytest.fixture(scope="module")
 def module_gateway_factory(
-    triton_server, redis_url, cache_prefix, tmp_path_factory
+    triton_server, redis_url, cache_prefix, tmp_path_factory, access
 ) -> Iterator[Callable[..., RunningGateway]]:
     """Gateways shared by a test module, with settings overridden per call; stopped after it."""
-    launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory)
+    launcher = GatewayLauncher(triton_server.grpc_url, redis_url, cache_prefix, tmp_path_factory, access)
     yield launcher.start
     launcher.stop_all()
 

@@ -83,18 +83,19 @@ def plan(buyers: list[str], catalog: dict[str, str], count: int) -> list[Call]:
 class Client:
     """One aio channel over every replica, calls spread by gRPC's round_robin policy."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target, options=CLIENT_CHANNEL_OPTIONS)
+    def __init__(self, cluster: RunningCluster) -> None:
+        self.channel = grpc.aio.insecure_channel(cluster.client_target, options=CLIENT_CHANNEL_OPTIONS)
+        self.access = cluster.access
         self.recommend = recommendation_pb2_grpc.RecommendationServiceStub(self.channel).Recommend
         self.search = search_pb2_grpc.SearchServiceStub(self.channel).Search
 
     async def send(self, call: Call) -> Outcome:
         if call.rpc == "Search":
             rpc = self.search(search_pb2.SearchRequest(query=call.query, k=10, feature=call.feature),
-                              timeout=DEADLINE_S, metadata=(("x-tenant-id", call.tenant),))  # fmt: skip
+                              timeout=DEADLINE_S, metadata=self.access.metadata(call.tenant))  # fmt: skip
         else:
             rpc = self.recommend(recommendation_pb2.RecommendRequest(user_id=call.user_id, k=10, feature=call.feature),
-                                 timeout=DEADLINE_S, metadata=(("x-tenant-id", call.tenant),))  # fmt: skip
+                                 timeout=DEADLINE_S, metadata=self.access.metadata(call.tenant))  # fmt: skip
         try:
             await rpc
             status = "OK"
@@ -199,7 +200,7 @@ def calls(buyers, catalog) -> list[Call]:
 
 
 async def test_both_replicas_serve_and_the_shared_ledger_holds_every_request_once(cluster, calls):
-    client = Client(cluster.client_target)
+    client = Client(cluster)
     try:
         outcomes = await client.send_all(calls, CONCURRENCY)
     finally:
@@ -276,7 +277,7 @@ def kill_run(cluster, calls) -> KillRun:
     before = set(ledger_rows(cluster.ledger_url))
 
     async def run() -> tuple[list[Outcome], float]:
-        client = Client(cluster.client_target)
+        client = Client(cluster)
         stop = asyncio.Event()
         try:
             load = asyncio.create_task(client.steady(calls * 50, KILL_CONCURRENCY, stop))

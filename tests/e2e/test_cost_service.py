@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from costing.ledger import SqliteLedger
 from gateway.api import cost_pb2, cost_pb2_grpc, recommendation_pb2, recommendation_pb2_grpc, search_pb2, search_pb2_grpc
+from gateway.api_keys import ALL_TENANTS, Role
 from tests.support import port_for_later_bind, unreachable_address
 
 pytestmark = pytest.mark.e2e
@@ -27,15 +28,23 @@ GRACE_S = 0.6  # above two ledger flush intervals (0.2 s in the e2e gateways)
 FEATURES = ("home_feed", "cart_upsell")
 
 
-def _recommend(channel, user_id: str, feature: str, tenant: str = "shop-uk"):
+def _recommend(gateway, channel, user_id: str, feature: str, tenant: str = "shop-uk"):
     stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
     request = recommendation_pb2.RecommendRequest(user_id=user_id, k=5, feature=feature)
-    return stub.Recommend(request, timeout=DEADLINE_S, metadata=(("x-tenant-id", tenant),))
+    return stub.Recommend(request, timeout=DEADLINE_S, metadata=gateway.metadata(tenant))
 
 
-def _report(channel, by, **times) -> list[cost_pb2.CostReportRow]:
+def _report(gateway, channel, by, **fields) -> list[cost_pb2.CostReportRow]:
+    """Every row of the report (all pages), read with the global-finance key."""
     stub = cost_pb2_grpc.CostServiceStub(channel)
-    return list(stub.CostReport(cost_pb2.CostReportRequest(by=by, **times), timeout=DEADLINE_S).rows)
+    rows, token = [], ""
+    while True:
+        request = cost_pb2.CostReportRequest(by=by, page_token=token, **fields)
+        response = stub.CostReport(request, timeout=DEADLINE_S, metadata=gateway.metadata(ALL_TENANTS, Role.FINANCE_GLOBAL))
+        rows += response.rows
+        if not response.next_page_token:
+            return rows
+        token = response.next_page_token
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -77,9 +86,10 @@ def accounted(module_gateway_factory):
     _sleep_past_window_boundary()
     with grpc.insecure_channel(gateway.address) as channel:
         for i in range(30):
-            responses.append(_recommend(channel, str(12350 + i % 12), FEATURES[i % 2]))
+            responses.append(_recommend(gateway, channel, str(12350 + i % 12), FEATURES[i % 2]))
         search = search_pb2_grpc.SearchServiceStub(channel)
-        responses.append(search.Search(search_pb2.SearchRequest(query="red teapot", k=5, feature="search_box"), timeout=DEADLINE_S))
+        request = search_pb2.SearchRequest(query="red teapot", k=5, feature="search_box")
+        responses.append(search.Search(request, timeout=DEADLINE_S, metadata=gateway.metadata()))
     _wait_for_windows_until(gateway.ledger_path, time.time(), timeout_s=3 * WINDOW_S + GRACE_S + 10)
     return gateway, metrics_port, responses
 
@@ -87,7 +97,7 @@ def accounted(module_gateway_factory):
 def test_cost_report_over_grpc_shows_every_request_and_the_fully_loaded_cost(accounted):
     gateway, _, responses = accounted
     with grpc.insecure_channel(gateway.address) as channel:
-        rows = _report(channel, ["feature"])
+        rows = _report(gateway, channel, ["feature"])
     groups = {row.group["feature"]: row for row in rows if not row.is_total}
     total = next(row for row in rows if row.is_total)
     # Windows without traffic carry their idle and fixed costs as "__unallocated__".
@@ -106,14 +116,36 @@ def test_cost_report_over_grpc_shows_every_request_and_the_fully_loaded_cost(acc
 def test_cost_report_filters_by_time_and_refuses_bad_arguments(accounted):
     gateway, _, _ = accounted
     future = Timestamp(seconds=int(time.time()) + 3600)
+    year_10000 = Timestamp(seconds=253402300800)
     with grpc.insecure_channel(gateway.address) as channel:
-        later = _report(channel, ["feature"], since=future)
+        later = _report(gateway, channel, ["feature"], since=future)
         assert [row.requests for row in later if row.is_total] in ([], [0])
-        for by, times, field in ((["colour"], {}, "by"), (["feature"], {"since": future, "until": Timestamp(seconds=1)}, "until")):
+        for by, times, field in (
+            (["colour"], {}, "by"),
+            (["feature"], {"since": future, "until": Timestamp(seconds=1)}, "until"),
+            (["feature"], {"since": year_10000}, "since"),
+            (["feature"], {"page_size": 5000}, "page_size"),
+            (["feature"], {"page_token": "bm90LWEtdG9rZW4="}, "page_token"),
+        ):
             with pytest.raises(grpc.RpcError) as raised:
-                _report(channel, by, **times)
+                _report(gateway, channel, by, **times)
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert raised.value.details().startswith(f"{field}:"), raised.value.details()
+
+
+def test_the_report_comes_in_bounded_pages_that_add_up_to_the_whole(accounted):
+    gateway, _, _ = accounted
+    with grpc.insecure_channel(gateway.address) as channel:
+        whole = _report(gateway, channel, ["feature", "tenant", "model"])
+        paged = _report(gateway, channel, ["feature", "tenant", "model"], page_size=2)
+        stub = cost_pb2_grpc.CostServiceStub(channel)
+        first = stub.CostReport(
+            cost_pb2.CostReportRequest(by=["feature", "tenant", "model"], page_size=2),
+            timeout=DEADLINE_S, metadata=gateway.metadata(ALL_TENANTS, Role.FINANCE_GLOBAL),
+        )  # fmt: skip
+    assert len(first.rows) == 2 and first.next_page_token
+    assert len(whole) > 2
+    assert [(dict(r.group), r.requests, r.is_total) for r in paged] == [(dict(r.group), r.requests, r.is_total) for r in whole]
 
 
 def test_outcomes_join_their_requests_in_the_report(accounted):
@@ -124,17 +156,18 @@ def test_outcomes_join_their_requests_in_the_report(accounted):
         request = cost_pb2.RecordOutcomeRequest(
             outcome_id=f"order-{purchase.info.request_id}", request_id=purchase.info.request_id, kind="purchase", revenue=42.5
         )
-        assert stub.RecordOutcome(request, timeout=DEADLINE_S).created
-        assert not stub.RecordOutcome(request, timeout=DEADLINE_S).created, "a retry is stored once"
+        key = gateway.metadata()
+        assert stub.RecordOutcome(request, timeout=DEADLINE_S, metadata=key).created
+        assert not stub.RecordOutcome(request, timeout=DEADLINE_S, metadata=key).created, "a retry is stored once"
         for field, bad in (("kind", {"kind": "like"}), ("revenue", {"revenue": -1.0}), ("currency", {"currency": "EUR"}),
                            ("outcome_id", {"outcome_id": ""})):
             with pytest.raises(grpc.RpcError) as raised:
                 stub.RecordOutcome(cost_pb2.RecordOutcomeRequest(
                     **{"outcome_id": "o-bad", "request_id": purchase.info.request_id, "kind": "click", **bad}
-                ), timeout=DEADLINE_S)  # fmt: skip
+                ), timeout=DEADLINE_S, metadata=key)  # fmt: skip
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert raised.value.details().startswith(f"{field}:"), raised.value.details()
-        rows = _report(channel, ["feature"])
+        rows = _report(gateway, channel, ["feature"])
     ledger_feature = {r.request_id: r.feature for r in SqliteLedger(gateway.ledger_path).records()}
     row = next(row for row in rows if row.group.get("feature") == ledger_feature[purchase.info.request_id])
     assert (row.conversions, row.revenue) == (1, 42.5)
@@ -166,10 +199,10 @@ def test_a_spent_budget_alerts_and_sheds_its_feature_only(gateway_factory):
     budgets = [{"scope": "feature", "name": "home_feed", "usd_per_month": 1e-12, "shed": True}]
     gateway = gateway_factory(metrics_port=metrics_port, budgets=json.dumps(budgets))
     with grpc.insecure_channel(gateway.address) as channel:
-        _recommend(channel, "12350", "home_feed")  # spends the (tiny) budget
+        _recommend(gateway, channel, "12350", "home_feed")  # spends the (tiny) budget
         with pytest.raises(grpc.RpcError) as shed:
-            _recommend(channel, "12351", "home_feed")
-        served = _recommend(channel, "12351", "cart_upsell")
+            _recommend(gateway, channel, "12351", "home_feed")
+        served = _recommend(gateway, channel, "12351", "cart_upsell")
     assert shed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "home_feed" in shed.value.details() and "budget" in shed.value.details()
     assert float(dict(shed.value.trailing_metadata())["x-tollgate-cost"]) > 0, "a shed call still reports its cost"

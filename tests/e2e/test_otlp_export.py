@@ -49,7 +49,7 @@ def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(otlp_r
         response = recommendation_pb2_grpc.RecommendationServiceStub(channel).Recommend(
             recommendation_pb2.RecommendRequest(user_id=buyers[0], k=5, feature="home_feed"),
             timeout=10,
-            metadata=(("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),),
+            metadata=(("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"), *gateway.metadata()),
         )
     deadline = time.monotonic() + 10
     mine = []

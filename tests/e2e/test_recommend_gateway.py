@@ -21,10 +21,12 @@ pytestmark = pytest.mark.e2e
 DEADLINE_S = 10.0
 
 
-def recommend(address, *, metadata=(), timeout=DEADLINE_S, **fields):
+def recommend(gateway, *, metadata=(), tenant="shop-uk", timeout=DEADLINE_S, **fields):
+    """A Recommend call authenticated with ``tenant``'s caller key, plus ``metadata``."""
     fields.setdefault("k", 10)
     fields.setdefault("feature", "home_feed")
-    with grpc.insecure_channel(address) as channel:
+    metadata = (*metadata, *gateway.metadata(tenant))
+    with grpc.insecure_channel(gateway.address) as channel:
         stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
         response, call = stub.Recommend.with_call(
             recommendation_pb2.RecommendRequest(**fields), timeout=timeout, metadata=metadata
@@ -32,15 +34,15 @@ def recommend(address, *, metadata=(), timeout=DEADLINE_S, **fields):
         return response, dict(call.trailing_metadata())
 
 
-def recommend_error(address, timeout=DEADLINE_S, **fields) -> grpc.RpcError:
+def recommend_error(gateway, timeout=DEADLINE_S, **fields) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as raised:
-        recommend(address, timeout=timeout, **fields)
+        recommend(gateway, timeout=timeout, **fields)
     return raised.value
 
 
 def test_recommend_returns_k_catalog_items_with_titles_and_cost(gateway, catalog, buyers):
     user = buyers[0]
-    response, trailing = recommend(gateway.address, user_id=user, k=10, metadata=(("x-tenant-id", "acme"),))
+    response, trailing = recommend(gateway, user_id=user, k=10, tenant="acme")
     assert len(response.items) == 10
     assert all(item.item_id in catalog and item.title == catalog[item.item_id] for item in response.items)
     scores = [item.score for item in response.items]
@@ -60,9 +62,9 @@ def test_recommend_returns_k_catalog_items_with_titles_and_cost(gateway, catalog
 
 def test_no_excluded_or_already_bought_item_is_recommended(gateway, buyers, bought_by):
     user = buyers[1]
-    first, _ = recommend(gateway.address, user_id=user, k=20)
+    first, _ = recommend(gateway, user_id=user, k=20)
     excluded = [item.item_id for item in first.items[:5]]
-    second, _ = recommend(gateway.address, user_id=user, k=20, exclude_item_ids=excluded)
+    second, _ = recommend(gateway, user_id=user, k=20, exclude_item_ids=excluded)
     returned = {item.item_id for item in second.items}
     assert len(second.items) == 20
     assert not returned & set(excluded)
@@ -72,8 +74,8 @@ def test_no_excluded_or_already_bought_item_is_recommended(gateway, buyers, boug
 
 def test_a_repeated_call_is_a_cache_hit_that_costs_less(gateway, buyers):
     request = dict(user_id=buyers[2], k=7, exclude_item_ids=["85123A"])
-    miss, _ = recommend(gateway.address, **request)
-    hit, trailing = recommend(gateway.address, **request)
+    miss, _ = recommend(gateway, **request)
+    hit, trailing = recommend(gateway, **request)
     assert not miss.info.cache_hit and hit.info.cache_hit
     assert trailing["x-tollgate-cache"] == "hit"
     assert [i.item_id for i in hit.items] == [i.item_id for i in miss.items]
@@ -83,7 +85,7 @@ def test_a_repeated_call_is_a_cache_hit_that_costs_less(gateway, buyers):
 
 
 def test_an_unknown_user_gets_popular_items(gateway):
-    response, _ = recommend(gateway.address, user_id="visitor-never-seen", k=5)
+    response, _ = recommend(gateway, user_id="visitor-never-seen", k=5)
     assert len(response.items) == 5
     assert not response.personalized
 
@@ -101,7 +103,7 @@ def test_an_unknown_user_gets_popular_items(gateway):
     ],
 )
 def test_bad_input_is_invalid_argument_naming_the_field(gateway, fields, field):
-    error = recommend_error(gateway.address, **fields)
+    error = recommend_error(gateway, **fields)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith(f"{field}:")
     trailing = dict(error.trailing_metadata())
@@ -123,11 +125,11 @@ def test_health_and_reflection_are_served(gateway):
 def test_the_span_carries_cost_and_attribution_under_the_callers_trace(gateway, buyers):
     trace_id = secrets.token_hex(16)
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-    response, _ = recommend(
-        gateway.address,
+    response, _ = recommend(gateway,
         user_id=buyers[3],
         feature="cart_upsell",
-        metadata=(("traceparent", traceparent), ("x-tenant-id", "tenant-trace")),
+        metadata=(("traceparent", traceparent),),
+        tenant="globex",
     )
     spans = _wait_for_spans(gateway.trace_file, f"0x{trace_id}", count=4)
     names = {span["name"] for span in spans}
@@ -137,7 +139,7 @@ def test_the_span_carries_cost_and_attribution_under_the_callers_trace(gateway, 
     assert attributes[attr.COST_TOTAL] == pytest.approx(response.info.cost.total)
     assert attributes[attr.REQUEST_ID] == response.info.request_id
     assert attributes[attr.FEATURE] == "cart_upsell"
-    assert attributes[attr.TENANT] == "tenant-trace"
+    assert attributes[attr.TENANT] == "globex"
     assert attributes[attr.MODEL_NAME] == "recommender"
     assert attributes[attr.MODEL_VERSION] == response.info.model.version
     assert attributes[attr.POOL] == "cpu-local" and attributes[attr.DEVICE] == "cpu"
@@ -162,9 +164,9 @@ def test_the_ledger_holds_every_request_and_sums_to_the_responses_costs(gateway_
     costs: dict[str, float] = {}
     for i, user in enumerate(buyers[:12] * 2):
         feature = ("home_feed", "cart_upsell", "order_confirmation")[i % 3]
-        response, _ = recommend(gateway.address, user_id=user, k=5, feature=feature)
+        response, _ = recommend(gateway, user_id=user, k=5, feature=feature)
         costs[feature] = costs.get(feature, 0.0) + response.info.cost.total
-    error = recommend_error(gateway.address, user_id="17850", k=0, feature="home_feed")
+    error = recommend_error(gateway, user_id="17850", k=0, feature="home_feed")
     costs["home_feed"] += float(dict(error.trailing_metadata())["x-tollgate-cost"])
     assert gateway.stop() == 0, "the gateway stops cleanly on SIGTERM"
 
@@ -179,7 +181,7 @@ def test_the_ledger_holds_every_request_and_sums_to_the_responses_costs(gateway_
 def test_triton_not_ready_is_unavailable_within_the_deadline(gateway_factory):
     gateway = gateway_factory(triton_url=unreachable_address(), require_serving=False)
     started = time.monotonic()
-    error = recommend_error(gateway.address, user_id="17850", timeout=2.0)
+    error = recommend_error(gateway, user_id="17850", timeout=2.0)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - started < 2.0
     assert "Triton" in error.details()
@@ -191,7 +193,7 @@ def test_triton_not_ready_is_unavailable_within_the_deadline(gateway_factory):
 def test_an_unreachable_redis_still_serves_uncached_and_warns(gateway_factory, buyers):
     gateway = gateway_factory(redis_url=f"redis://{unreachable_address()}/0")
     for _ in range(3):
-        response, trailing = recommend(gateway.address, user_id=buyers[4], k=5)
+        response, trailing = recommend(gateway, user_id=buyers[4], k=5)
         assert len(response.items) == 5
         assert not response.info.cache_hit and trailing["x-tollgate-cache"] == "miss"
     log = gateway.log_path.read_text()

@@ -42,11 +42,12 @@ class Sample:
     cache_hit: bool = False
 
 
-async def steady_load(address: str, users: list[str], stop: asyncio.Event, concurrency: int = 4, deadline_s: float = 2.0) -> list[Sample]:
+async def steady_load(gateway, users: list[str], stop: asyncio.Event, concurrency: int = 4, deadline_s: float = 2.0) -> list[Sample]:
     """Keeps ``concurrency`` calls in flight until ``stop`` (bounded by MAX_LOAD_S and MAX_LOAD_REQUESTS)."""
     samples: list[Sample] = []
     ends_at = time.monotonic() + MAX_LOAD_S
-    async with grpc.aio.insecure_channel(address) as channel:
+    key = gateway.metadata()
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
         stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
 
         async def worker(offset: int) -> None:
@@ -56,7 +57,7 @@ async def steady_load(address: str, users: list[str], stop: asyncio.Event, concu
                 n += concurrency
                 sent_at = time.monotonic()
                 try:
-                    response = await stub.Recommend(request, timeout=deadline_s)
+                    response = await stub.Recommend(request, timeout=deadline_s, metadata=key)
                 except grpc.aio.AioRpcError as error:
                     samples.append(Sample(sent_at, error.code().name))
                     continue
@@ -98,7 +99,7 @@ async def test_killing_the_primary_pool_fails_no_request_and_traffic_returns_aft
         service=RECOMMEND_SERVICE,
     )
     stop = asyncio.Event()
-    load = asyncio.create_task(steady_load(gateway.address, buyers, stop))
+    load = asyncio.create_task(steady_load(gateway, buyers, stop))
     await asyncio.sleep(1.0)
     killed_at = time.monotonic()
     gpu.kill()
@@ -146,7 +147,7 @@ async def test_stopping_redis_under_load_fails_no_request_and_caching_resumes(ga
     redis = ensure_redis(redis_url, tmp_path)
     gateway = gateway_factory(redis_url=redis_url)
     stop = asyncio.Event()
-    load = asyncio.create_task(steady_load(gateway.address, buyers[:8], stop))
+    load = asyncio.create_task(steady_load(gateway, buyers[:8], stop))
     await asyncio.sleep(1.0)
     await asyncio.to_thread(redis.stop)
     stopped_at = time.monotonic()
@@ -184,7 +185,11 @@ def test_all_pools_down_is_unavailable_within_the_deadline_naming_what_is_down(g
         stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as raised:
-            stub.Recommend(recommendation_pb2.RecommendRequest(user_id="17850", k=5, feature="home_feed"), timeout=1.0)
+            stub.Recommend(
+                recommendation_pb2.RecommendRequest(user_id="17850", k=5, feature="home_feed"),
+                timeout=1.0,
+                metadata=gateway.metadata(),
+            )
         elapsed = time.monotonic() - started
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert elapsed < 1.0
@@ -208,7 +213,11 @@ def test_a_deadline_shorter_than_the_model_is_deadline_exceeded_and_triton_drops
             stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
             started = time.monotonic()
             with pytest.raises(grpc.RpcError) as raised:
-                stub.Recommend(recommendation_pb2.RecommendRequest(user_id="17850", k=5, feature="home_feed"), timeout=0.15)
+                stub.Recommend(
+                    recommendation_pb2.RecommendRequest(user_id="17850", k=5, feature="home_feed"),
+                    timeout=0.15,
+                    metadata=gateway.metadata(),
+                )
             elapsed = time.monotonic() - started
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert elapsed < 0.4

@@ -15,27 +15,29 @@ pytestmark = pytest.mark.e2e
 DEADLINE_S = 10.0
 
 
-def search(address, *, exclude=(), timeout=DEADLINE_S, metadata=(), **fields):
+def search(gateway, *, exclude=(), timeout=DEADLINE_S, metadata=(), tenant="shop-uk", **fields):
+    """A Search call authenticated with ``tenant``'s caller key, plus ``metadata``."""
     fields.setdefault("k", 10)
     fields.setdefault("feature", "search_box")
-    with grpc.insecure_channel(address) as channel:
+    metadata = (*metadata, *gateway.metadata(tenant))
+    with grpc.insecure_channel(gateway.address) as channel:
         stub = search_pb2_grpc.SearchServiceStub(channel)
         request = search_pb2.SearchRequest(filters=search_pb2.SearchFilters(exclude_item_ids=list(exclude)), **fields)
         response, call = stub.Search.with_call(request, timeout=timeout, metadata=metadata)
         return response, dict(call.trailing_metadata())
 
 
-def call_raw(address, method: str, payload: bytes) -> grpc.RpcError:
+def call_raw(gateway, method: str, payload: bytes) -> grpc.RpcError:
     """Sends bytes as they are (e.g. a string field that is not UTF-8), as a buggy client would."""
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(gateway.address) as channel:
         rpc = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
         with pytest.raises(grpc.RpcError) as raised:
-            rpc(payload, timeout=DEADLINE_S)
+            rpc(payload, timeout=DEADLINE_S, metadata=gateway.metadata())
         return raised.value
 
 
 def test_search_returns_relevant_catalog_items_with_titles_and_cost(gateway, catalog):
-    response, trailing = search(gateway.address, query="red retrospot lunch bag", k=10)
+    response, trailing = search(gateway, query="red retrospot lunch bag", k=10)
     assert len(response.items) == 10
     assert all(item.item_id in catalog and item.title == catalog[item.item_id] for item in response.items)
     scores = [item.score for item in response.items]
@@ -49,19 +51,19 @@ def test_search_returns_relevant_catalog_items_with_titles_and_cost(gateway, cat
 
 
 def test_a_query_without_any_lexical_match_still_gets_the_best_k(gateway):
-    response, _ = search(gateway.address, query="zqxv blorptang", k=7)
+    response, _ = search(gateway, query="zqxv blorptang", k=7)
     assert len(response.items) == 7
 
 
 def test_a_semantic_query_finds_products_by_meaning(gateway):
-    response, _ = search(gateway.address, query="something to keep tea hot", k=10)
+    response, _ = search(gateway, query="something to keep tea hot", k=10)
     titles = " ".join(item.title for item in response.items)
     assert "TEA" in titles or "COSY" in titles or "FLASK" in titles, titles
 
 
 def test_the_same_query_typed_differently_is_a_cache_hit_that_costs_less(gateway):
-    miss, _ = search(gateway.address, query="vintage  Paisley gift wrap", k=5)
-    hit, trailing = search(gateway.address, query="Vintage paisley GIFT wrap ", k=5, feature="search_autocomplete")
+    miss, _ = search(gateway, query="vintage  Paisley gift wrap", k=5)
+    hit, trailing = search(gateway, query="Vintage paisley GIFT wrap ", k=5, feature="search_autocomplete")
     assert not miss.info.cache_hit and hit.info.cache_hit and trailing["x-tollgate-cache"] == "hit"
     assert [i.item_id for i in hit.items] == [i.item_id for i in miss.items]
     assert 0 < hit.info.cost.total < miss.info.cost.total
@@ -69,9 +71,9 @@ def test_the_same_query_typed_differently_is_a_cache_hit_that_costs_less(gateway
 
 
 def test_excluded_items_are_filtered_and_k_is_still_met(gateway):
-    first, _ = search(gateway.address, query="christmas decoration", k=10)
+    first, _ = search(gateway, query="christmas decoration", k=10)
     excluded = [item.item_id for item in first.items[:4]]
-    second, _ = search(gateway.address, query="christmas decoration", k=10, exclude=excluded)
+    second, _ = search(gateway, query="christmas decoration", k=10, exclude=excluded)
     assert len(second.items) == 10
     assert not {item.item_id for item in second.items} & set(excluded)
 
@@ -89,20 +91,20 @@ def test_excluded_items_are_filtered_and_k_is_still_met(gateway):
 )
 def test_bad_input_is_invalid_argument_naming_the_field(gateway, fields, field):
     with pytest.raises(grpc.RpcError) as raised:
-        search(gateway.address, **fields)
+        search(gateway, **fields)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith(f"{field}:")
 
 
 def test_bad_utf8_is_invalid_argument_naming_the_field_not_internal(gateway):
     query = search_pb2.SearchRequest(query="QQQ", k=3, feature="search_box").SerializeToString()
-    error = call_raw(gateway.address, "/tollgate.v1.SearchService/Search", query.replace(b"QQQ", b"\xff\xfe\xfd"))
+    error = call_raw(gateway, "/tollgate.v1.SearchService/Search", query.replace(b"QQQ", b"\xff\xfe\xfd"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == "query: is not valid UTF-8"
     assert float(dict(error.trailing_metadata())["x-tollgate-cost"]) > 0
 
     user = recommendation_pb2.RecommendRequest(user_id="UUU", k=3, feature="home_feed").SerializeToString()
-    error = call_raw(gateway.address, "/tollgate.v1.RecommendationService/Recommend", user.replace(b"UUU", b"\xc3\x28!"))
+    error = call_raw(gateway, "/tollgate.v1.RecommendationService/Recommend", user.replace(b"UUU", b"\xc3\x28!"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == "user_id: is not valid UTF-8"
 
@@ -118,7 +120,7 @@ def test_search_costs_reach_the_ledger_under_their_rpc_and_feature(gateway_facto
     gateway = gateway_factory()
     total = 0.0
     for query in ("heart t-light holder", "heart t-light holder", "paper chain kit", "jam jar"):
-        response, _ = search(gateway.address, query=query, k=5, feature="search_box")
+        response, _ = search(gateway, query=query, k=5, feature="search_box")
         total += response.info.cost.total
     assert gateway.stop() == 0
     ledger = SqliteLedger(gateway.ledger_path)

@@ -249,7 +249,7 @@ def _tls(ca: bytes, client: tuple[bytes, bytes] | None = None) -> grpc.ChannelCr
 def test_tls_serves_encrypted_calls_and_refuses_plaintext(gateway_factory, certificates):
     directory, ca, _ = certificates
     gateway = gateway_factory(
-        tls_cert_file=directory / "server.pem", tls_key_file=directory / "server.key", tls_root_ca=ca
+        tls_cert_file=directory / "server.pem", tls_key_file=directory / "server.key", tls=_tls(ca)
     )
     response, _ = _recommend(gateway.address, gateway.access.metadata("acme"), credentials=_tls(ca))
     assert len(response.items) == 5
@@ -263,13 +263,20 @@ def test_mutual_tls_takes_the_tenant_from_the_client_certificate(gateway_factory
         tls_cert_file=directory / "server.pem",
         tls_key_file=directory / "server.key",
         tls_client_ca_file=directory / "ca.pem",
-        tls_root_ca=ca,
+        tls=_tls(ca, clients["stranger"]),
     )
     _, call = _recommend(gateway.address, (("x-tenant-id", "globex"),), credentials=_tls(ca, clients["shop-uk"]))
     request_id = dict(call.trailing_metadata())["x-tollgate-request-id"]
     assert dict((row[0], row[1]) for row in _wait_for_rows(gateway, 1))[request_id] == "shop-uk"
     error = _error(_recommend, gateway.address, (), credentials=_tls(ca, clients["stranger"]))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    # An API key still works over mutual TLS, and the key's tenant wins over the certificate's.
+    _, call = _recommend(gateway.address, gateway.access.metadata("acme"), credentials=_tls(ca, clients["shop-uk"]))
+    assert dict((row[0], row[1]) for row in _wait_for_rows(gateway, 2))[
+        dict(call.trailing_metadata())["x-tollgate-request-id"]
+    ] == "acme"
+    error = _error(_recommend, gateway.address, gateway.access.metadata("acme"), credentials=_tls(ca))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, "no client certificate: the handshake fails"
 
 
 def test_reflection_can_be_switched_off_and_health_stays_open(gateway_factory):
