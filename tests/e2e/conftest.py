@@ -15,9 +15,9 @@ from deploy.local.redis import delete_prefixed, ensure_redis
 from deploy.local.stack import SERVED_MODELS
 from deploy.local.triton import TritonServer
 from gateway.settings import get_settings
-from pipeline.artifacts import ExportedRecommender, load_exported
-from pipeline.build import build
-from pipeline.search import build_search
+from pipeline.recommender.artifact_reader import ExportedRecommender, load_exported
+from pipeline.recommender.build import build_recommender
+from pipeline.search.build import build_search
 
 # Models the e2e Triton loads (explicit model control: other models of the repository may be unbuilt).
 TRITON_MODELS = SERVED_MODELS
@@ -32,7 +32,7 @@ MIN_BUYER_ITEMS = 20
 def model_repository() -> Path:
     """The project's model repository; the pipelines build it first when missing or stale."""
     build_search()
-    return build().paths.repository
+    return build_recommender().paths.repository
 
 
 @pytest.fixture(scope="session")

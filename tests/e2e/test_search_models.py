@@ -15,10 +15,10 @@ from tritonclient.utils import InferenceServerException
 
 from deploy.local.triton import TritonServer
 from gateway.settings import get_settings
-from pipeline.search import build_search, triton_io
-from pipeline.search.artifacts import SearchPaths
-from pipeline.search.build import search_paths
+from pipeline.search import triton_io
+from pipeline.search.build import build_search
 from pipeline.search.config import SearchPipelineSettings
+from pipeline.search.layout import SearchPaths
 from pipeline.search.serving_sources import encoding_module
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +29,7 @@ MODELS = (CONFIG.encoder_model_name, CONFIG.index_model_name, CONFIG.ensemble_mo
 
 @pytest.fixture(scope="module")
 def built() -> SearchPaths:
-    build_search()
-    return search_paths(config=CONFIG)
+    return build_search(config=CONFIG).paths
 
 
 @pytest.fixture(scope="module")
