@@ -54,7 +54,6 @@ lock:
 
 models: install
 	$(PY) -m pipeline build
-	$(PY) -m pipeline.search build
 
 protos: install
 	$(PY) protos/generate.py

@@ -12,8 +12,10 @@ bounded in count and time), and prints a table of:
 5. latency and cost vs catalogue size (synthetic beyond the real catalogue) and concurrency.
 
 Results go to ``var/bench/bench-<UTC time>.json`` and ``var/bench/latest.json``;
-``python -m benchmarks report --format markdown`` renders the results tables (benchmarks/RESULTS.md), and
-``python -m benchmarks profile`` samples the gateway's hot path with py-spy.
+``python -m benchmarks report --format markdown`` renders the results tables (benchmarks/RESULTS.md),
+``python -m benchmarks profile`` samples the gateway's hot path with py-spy, and
+``python -m benchmarks search-serving`` times the search ensemble against the two calls composed by
+the client, through a real Triton (:mod:`benchmarks.search_serving`).
 
 The pure parts (statistics, goals, load bounds and loops, synthetic catalogues) are unit-tested
 in ``tests/unit/test_benchmarks_*.py``.

@@ -1,4 +1,5 @@
-"""``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish`` and ``profile``; see benchmarks/README.md."""
+"""``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish``, ``profile`` and
+``search-serving``; see benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -93,6 +94,21 @@ def profile(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     profile_gateway(get_settings(), get_local_settings(), seconds, concurrency, rate, _console(), native)
+
+
+@app.command("search-serving")
+def search_serving(
+    queries: int = typer.Option(200, min=1, help="Sequential timed queries per path."),
+    warmup: int = typer.Option(20, min=0, help="Untimed queries per path first."),
+    k: int = typer.Option(10, min=1, help="Products asked for."),
+) -> None:
+    """Start Triton on the built search models; time the ensemble vs the client-composed two calls."""
+    from benchmarks.search_serving import run_serving_bench, serving_table
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report, path = run_serving_bench(get_local_settings(), n_queries=queries, warmup=warmup, k=k)
+    _console().print(serving_table(report))
+    _console().print(f"written to {path}")
 
 
 if __name__ == "__main__":

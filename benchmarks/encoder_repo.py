@@ -15,7 +15,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipeline.search import artifacts as search_artifacts
+from pipeline.model_dir import ARTIFACTS_DIR, ModelDir
+from pipeline.search import layout
 from pipeline.search.config import SearchPipelineSettings
 from pipeline.search.onnx_export import export_fp32
 from pipeline.search.serving_sources import ENCODER_SOURCES, encoding_module
@@ -31,26 +32,24 @@ FP32_ONNX = "encoder_fp32.onnx"
 def build_encoder_repository(model_repository: Path, target: Path, cache_dir: Path) -> dict[str, str]:
     """Writes ``target`` (replacing it) and returns {model name: precision}."""
     config = SearchPipelineSettings()
-    served = search_artifacts.SearchPaths.in_repository(model_repository, config)
+    served = layout.SearchPaths.in_repository(model_repository, config)
     manifest = json.loads(served.manifest_file.read_text())
     build_id = manifest["build_ids"][config.encoder_model_name]
-    artifacts = model_repository / config.encoder_model_name / search_artifacts.VERSION / search_artifacts.ARTIFACTS_DIR
+    artifacts = served.encoder.artifacts_dir
     fp32 = _fp32_graph(artifacts, cache_dir / f"encoder_fp32-{build_id}.onnx", config)
     shutil.rmtree(target, ignore_errors=True)
-    graphs = {INT8_MODEL: artifacts / search_artifacts.ONNX_FILE, FP32_MODEL: fp32}
+    graphs = {INT8_MODEL: artifacts / layout.ONNX_FILE, FP32_MODEL: fp32}
     for name, graph in graphs.items():
-        version = target / name / search_artifacts.VERSION
-        (version / search_artifacts.ARTIFACTS_DIR).mkdir(parents=True)
+        model = ModelDir(target, name)
+        model.artifacts_dir.mkdir(parents=True)
         source_dir, files = ENCODER_SOURCES
         for file in files:
-            shutil.copyfile(source_dir / file, version / file)
-        (version / search_artifacts.ARTIFACTS_DIR / search_artifacts.TOKENIZER_FILE).symlink_to(
-            artifacts / search_artifacts.TOKENIZER_FILE
-        )
-        (version / search_artifacts.ARTIFACTS_DIR / graph.name).symlink_to(graph.resolve())
+            shutil.copyfile(source_dir / file, model.version_dir / file)
+        (model.artifacts_dir / layout.TOKENIZER_FILE).symlink_to(artifacts / layout.TOKENIZER_FILE)
+        (model.artifacts_dir / graph.name).symlink_to(graph.resolve())
         named = config.model_copy(update={"encoder_model_name": name})
-        (target / name / search_artifacts.CONFIG_FILE).write_text(
-            render_encoder_config(named, f"{build_id}-bench", search_artifacts.ARTIFACTS_DIR, graph.name)
+        model.config_file.write_text(
+            render_encoder_config(named, f"{build_id}-bench", ARTIFACTS_DIR, graph.name)
         )
     return {INT8_MODEL: "int8", FP32_MODEL: "fp32"}
 
@@ -60,8 +59,8 @@ def _fp32_graph(artifacts: Path, cached: Path, config: SearchPipelineSettings) -
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting the fp32 ONNX query encoder once (cached at %s)", cached)
-    tokenizer = encoding_module().load_tokenizer(artifacts / search_artifacts.TOKENIZER_FILE, config.max_length)
+    tokenizer = encoding_module().load_tokenizer(artifacts / layout.TOKENIZER_FILE, config.max_length)
     staging = cached.with_suffix(".partial")
-    export_fp32(artifacts / search_artifacts.HF_MODEL_DIR, tokenizer, staging, config.onnx_opset)
+    export_fp32(artifacts / layout.HF_MODEL_DIR, tokenizer, staging, config.onnx_opset)
     staging.rename(cached)
     return cached

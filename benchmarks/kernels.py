@@ -1,10 +1,11 @@
 """The served models' own kernels, set up for in-process timing on real or synthetic catalogues.
 
 Recommender: ``recommender_scoring`` (loaded from ``model_repo/recommender/1/`` by
-``pipeline.serving_kernels``, the file ``model.py`` serves with): one call = score a batch of
-real users against the catalogue, drop their purchases, take the top 10 — ``execute()`` minus
-Triton's (de)serialisation. Product index: ``index_search.top_k_inner_product`` (loaded from
-``model_repo/product_index/1/``), one call = exact top 10 for a batch of query embeddings.
+``pipeline.recommender.serving_kernels``, the file ``model.py`` serves with): one call = score
+a batch of real users against the catalogue, drop their purchases, take the top 10 —
+``execute()`` minus Triton's (de)serialisation. Product index:
+``index_search.top_k_inner_product`` (loaded from ``model_repo/product_index/1/``), one call =
+exact top 10 for a batch of query embeddings.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.config import PipelineSettings
-from pipeline.quantize import quantize_rows
+from pipeline.recommender.config import RecommenderPipelineSettings
+from pipeline.recommender.quantize import quantize_rows
+from pipeline.recommender.serving_kernels import scoring_module
 from pipeline.search.serving_sources import index_module
-from pipeline.serving_kernels import scoring_module
 
 TOP_K = 10
 RECOMMENDER_NPZ = Path("recommender") / "1" / "artifacts" / "recommender.npz"
@@ -51,7 +52,7 @@ class RecommenderTables:
 
 
 def served_int8_kernel() -> str:
-    return PipelineSettings().cpu_int8_kernel
+    return RecommenderPipelineSettings().cpu_int8_kernel
 
 
 def recommender_calls(

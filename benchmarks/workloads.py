@@ -19,8 +19,8 @@ import pandas as pd
 
 from deploy.local.settings import LocalStackSettings
 from deploy.local.traffic import plan_calls
-from pipeline.config import PipelineSettings
 from pipeline.data import load_clean_data
+from pipeline.recommender.config import RecommenderPipelineSettings
 
 SEARCH_FEATURE = "search_box"
 SEARCH_K = 10
@@ -30,7 +30,7 @@ MAX_K = 200
 
 @lru_cache(maxsize=1)
 def _interactions(data_dir: str) -> pd.DataFrame:
-    return load_clean_data(Path(data_dir) / PipelineSettings().dataset_file).interactions
+    return load_clean_data(Path(data_dir) / RecommenderPipelineSettings().dataset_file).interactions
 
 
 def recommend_mix(local_settings: LocalStackSettings, n: int, seed: int, zipf_s: float = 1.1) -> list[dict[str, Any]]:

@@ -1,14 +1,16 @@
-"""Model pipeline: real data -> train -> evaluate -> quantize -> Triton model repository.
+"""Model pipeline: real data -> train / encode -> evaluate -> quantize -> Triton model repository.
 
-Command line: ``python -m pipeline build [--force]``. From Python::
+``python -m pipeline build [recommender|search] [--force]`` (``make models``: both). Two models,
+built alike, each in its own package:
 
-    from pipeline.build import build, is_up_to_date
-    result = build()              # reuses the last build when data, code and config are unchanged
-    result.paths.model_dir        # <model_repository>/recommender
-    result.manifest["build_id"]
+- :mod:`pipeline.recommender`: BPR matrix factorisation -> ``model_repo/recommender``;
+- :mod:`pipeline.search`: sentence-encoder product search -> ``model_repo/query_encoder``,
+  ``product_index`` and the ensemble ``product_search``.
 
-    from pipeline.artifacts import load_exported
-    exported = load_exported(result.paths.repository)   # titles, seen items, popularity, eval figures
-
-Hyper-parameters: :class:`pipeline.config.PipelineSettings` (``TOLLGATE_PIPELINE_*``).
+What both use sits here: :mod:`pipeline.settings` (paths, ``TOLLGATE_DATA_DIR`` /
+``TOLLGATE_MODEL_REPOSITORY``), :mod:`pipeline.data` (loading and cleaning the transactions),
+:mod:`pipeline.metrics`, :mod:`pipeline.seeding`, :mod:`pipeline.fingerprint` (reuse of an
+unchanged build), :mod:`pipeline.model_dir` (staged, atomic model directories, manifest and
+build ids) and :mod:`pipeline.model_sources` (the tracked serving code the builds run).
+The pipeline is offline: it imports nothing of the gateway, the deployment or the benchmarks.
 """

@@ -1,19 +1,41 @@
-"""``python -m pipeline build [--force]``: build the recommender's Triton model directory."""
+"""``python -m pipeline build [recommender|search] [--force]``: build the models into the Triton model repository.
+
+Without a model name both are built, the recommender first. A build whose inputs (data, code,
+config) are unchanged is reused; ``--force`` rebuilds.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from enum import Enum
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from pipeline.build import build as run_build
+from pipeline.model_dir import BuildResult
+from pipeline.recommender import summary as recommender_summary
+from pipeline.recommender.build import build_recommender
+from pipeline.search import summary as search_summary
+from pipeline.search.build import build_search
 
 app = typer.Typer(add_completion=False, help=__doc__)
 console = Console()
+
+
+class Model(str, Enum):
+    recommender = "recommender"
+    search = "search"
+
+
+# Each model's build (force -> result whose paths name its eval.json) and the tables that summarise it.
+BUILDS: dict[Model, tuple[Callable[..., BuildResult], Callable[[dict, bool], list[Table]]]] = {
+    Model.recommender: (build_recommender, recommender_summary.summary_tables),
+    Model.search: (build_search, search_summary.summary_tables),
+}
 
 
 @app.callback()
@@ -26,27 +48,18 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 
 
 @app.command()
-def build(force: bool = typer.Option(False, "--force", help="Rebuild even if the inputs are unchanged.")) -> None:
-    """Clean the data, train, evaluate, quantize and write model_repo/recommender (reused when unchanged)."""
-    result = run_build(force=force)
-    evaluation = json.loads(result.paths.eval_file.read_text())
-    console.print(summary_table(evaluation, reused=result.reused))
-    console.print(f"model directory: {result.paths.model_dir}  build_id: {result.manifest['build_id']}")
-
-
-def summary_table(evaluation: dict, reused: bool) -> Table:
-    k = evaluation["k"]
-    table = Table(title=f"recommender build {evaluation['build_id']}" + (" (reused)" if reused else ""))
-    table.add_column("ranker")
-    table.add_column(f"recall@{k}", justify="right")
-    table.add_column(f"NDCG@{k}", justify="right")
-    for name in ("model_fp32", "model_int8", "popularity"):
-        table.add_row(name, f"{evaluation[name][f'recall_at_{k}']:.4f}", f"{evaluation[name][f'ndcg_at_{k}']:.4f}")
-    table.caption = (
-        f"{evaluation['n_test_users']} test users after {evaluation['cutoff_date']}; "
-        f"int8 vs fp32 top-{k} overlap {evaluation[f'top{k}_overlap_int8_vs_fp32']:.3f}"
-    )
-    return table
+def build(
+    model: Model | None = typer.Argument(None, help="The model to build; both when left out (recommender first)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the inputs are unchanged."),
+) -> None:
+    """Build (or reuse) the recommender and/or the search models and print their evaluation."""
+    for chosen in [model] if model is not None else list(Model):
+        run_build, summary_tables = BUILDS[chosen]
+        result = run_build(force=force)
+        evaluation = json.loads(result.paths.eval_file.read_text())
+        for table in summary_tables(evaluation, result.reused):
+            console.print(table)
+        console.print(f"{chosen.value}: {result.paths.eval_file}  build_id: {result.manifest['build_id']}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
-"""The input fingerprint: what a build depends on, so that an unchanged input reuses the last build.
+"""Input fingerprints: what a build depends on, so that an unchanged input reuses the last build.
 
-It covers the bytes of the data file, every ``pipeline/*.py`` source, the scoring kernels the
-pipeline measures, and the pipeline config. ``model.py`` is not part of it: editing the serving
-code needs no retraining (the build re-syncs it into a non-default repository on every run).
+Both models hash the same way: the data file's bytes, then each source file (name and bytes),
+then lines of their own (e.g. encoder weights, library versions), then the config as JSON.
+Which sources and which extra lines is each model's choice (``<model>/fingerprint.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.config import PipelineSettings
-from pipeline.serving_kernels import MODEL_SOURCE_DIR, SCORING_MODULE
+from pydantic import BaseModel
 
 PIPELINE_DIR = Path(__file__).resolve().parent
 _CHUNK = 1 << 20
@@ -25,14 +25,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def source_files() -> list[Path]:
-    return sorted(PIPELINE_DIR.glob("*.py")) + [MODEL_SOURCE_DIR / f"{SCORING_MODULE}.py"]
+def shared_sources(*modules: str) -> list[Path]:
+    """The files of the shared ``pipeline.<module>`` modules a model's build imports."""
+    return [PIPELINE_DIR / f"{module}.py" for module in modules]
 
 
-def input_fingerprint(data_file: Path, config: PipelineSettings, sources: list[Path] | None = None) -> str:
+def input_fingerprint(
+    data_file: Path, sources: Iterable[Path], config: BaseModel, extra_lines: Iterable[str] = ()
+) -> str:
     digest = hashlib.sha256()
     digest.update(f"data:{file_sha256(data_file)}\n".encode())
-    for source in sources if sources is not None else source_files():
+    for source in sources:
         digest.update(f"source:{source.name}:{file_sha256(source)}\n".encode())
+    for line in extra_lines:
+        digest.update(f"{line}\n".encode())
     digest.update(f"config:{config.model_dump_json()}\n".encode())
     return digest.hexdigest()

@@ -29,11 +29,11 @@ from deploy.local.settings import REPO_ROOT, get_local_settings
 from deploy.local.stack import local_stack
 from deploy.local.traffic import plan_calls, plan_searches
 from gateway.settings import get_settings
-from pipeline.build import model_paths
-from pipeline.config import PipelineSettings
 from pipeline.data import load_clean_data
-from pipeline.search.artifacts import SearchPaths
+from pipeline.recommender.build import model_paths
+from pipeline.recommender.config import RecommenderPipelineSettings as PipelineSettings
 from pipeline.search.config import SearchPipelineSettings
+from pipeline.search.layout import SearchPaths
 
 log = logging.getLogger("tollgate.demo")
 app = typer.Typer(add_completion=False)

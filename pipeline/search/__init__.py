@@ -1,25 +1,13 @@
 """Semantic product search: the build behind the Triton models ``query_encoder``, ``product_index``
 and the ensemble ``product_search``.
 
-Usage::
+Command line: ``python -m pipeline build search [--force]``. From Python::
 
-    python -m pipeline.search build [--force]       # or, from Python:
-    from pipeline.search import build_search
-    eval_file = build_search()                     # model_repo/product_search/1/artifacts/eval.json
+    from pipeline.search.build import build_search, is_up_to_date
+    result = build_search()        # model_repo/product_search/1/artifacts/eval.json is result.paths.eval_file
+    result.manifest["build_ids"]   # one per model
 
 The build is skipped when its input fingerprint (data file, sources, encoder, libraries,
-config) matches the last one; ``force=True`` rebuilds.
+config) matches the last one; ``force=True`` rebuilds. Hyper-parameters:
+:class:`pipeline.search.config.SearchPipelineSettings` (``TOLLGATE_PIPELINE_SEARCH_*``).
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-
-__all__ = ["build_search"]
-
-
-def build_search(force: bool = False) -> Path:
-    """Builds (or reuses) the search models; returns the path of eval.json."""
-    from pipeline.search.build import build_search as run
-
-    return run(force=force)

@@ -14,7 +14,6 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,64 +21,62 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gateway.settings import Settings, get_settings
-from pipeline.search import artifacts as out
-from pipeline.search.benchmark import measure_encode_latency
+from pipeline.model_dir import (
+    ARTIFACTS_DIR,
+    MANIFEST_FILE,
+    BuildResult,
+    StagedBuild,
+    arrays_build_id,
+    combined_build_id,
+    files_build_id,
+    write_json,
+)
+from pipeline.search import layout
 from pipeline.search.catalogue import Catalogue, SearchData, load_search_data
 from pipeline.search.config import SearchPipelineSettings
+from pipeline.search.encoder_latency import measure_encode_latency
 from pipeline.search.evaluate import evaluate_search
 from pipeline.search.fingerprint import encoder_model_dir, search_fingerprint
 from pipeline.search.judged import JudgedSet, derive_judged_set
+from pipeline.search.layout import SearchPaths
 from pipeline.search.onnx_export import export_fp32, quantize_int8
 from pipeline.search.serving_sources import encoding_module
 from pipeline.search.triton_config import render_encoder_config, render_ensemble_config, render_index_config
 from pipeline.seeding import seed_everything
+from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SearchBuildResult:
-    paths: out.SearchPaths
-    manifest: dict
-    reused: bool
+def search_paths(settings: PipelineSettings | None = None, config: SearchPipelineSettings | None = None) -> SearchPaths:
+    settings = settings or PipelineSettings()
+    return SearchPaths.in_repository(Path(settings.model_repository), config or SearchPipelineSettings())
 
 
-def search_paths(settings: Settings | None = None, config: SearchPipelineSettings | None = None) -> out.SearchPaths:
-    settings = settings or get_settings()
-    return out.SearchPaths.in_repository(Path(settings.model_repository), config or SearchPipelineSettings())
-
-
-def current_fingerprint(settings: Settings | None = None, config: SearchPipelineSettings | None = None) -> str:
-    settings = settings or get_settings()
+def current_fingerprint(settings: PipelineSettings | None = None, config: SearchPipelineSettings | None = None) -> str:
+    settings = settings or PipelineSettings()
     config = config or SearchPipelineSettings()
     return search_fingerprint(Path(settings.data_dir) / config.dataset_file, config)
 
 
-def is_search_up_to_date(settings: Settings | None = None, config: SearchPipelineSettings | None = None) -> bool:
-    return out.is_complete(search_paths(settings, config), current_fingerprint(settings, config))
+def is_up_to_date(settings: PipelineSettings | None = None, config: SearchPipelineSettings | None = None) -> bool:
+    return layout.is_complete(search_paths(settings, config), current_fingerprint(settings, config))
 
 
 def build_search(
-    force: bool = False, settings: Settings | None = None, config: SearchPipelineSettings | None = None
-) -> Path:
-    """Builds (or reuses) the three search models in ``settings.model_repository``; returns eval.json's path."""
-    return run_search_build(force=force, settings=settings, config=config).paths.eval_file
-
-
-def run_search_build(
-    force: bool = False, settings: Settings | None = None, config: SearchPipelineSettings | None = None
-) -> SearchBuildResult:
-    settings = settings or get_settings()
+    force: bool = False, settings: PipelineSettings | None = None, config: SearchPipelineSettings | None = None
+) -> BuildResult[SearchPaths]:
+    """Builds the three search models into ``settings.model_repository``; reuses a build of the same inputs."""
+    settings = settings or PipelineSettings()
     config = config or SearchPipelineSettings()
     paths = search_paths(settings, config)
     data_file = Path(settings.data_dir) / config.dataset_file
     fingerprint = search_fingerprint(data_file, config)
-    if not force and out.is_complete(paths, fingerprint):
-        out.sync_serving_sources(paths)
-        manifest = out.read_manifest(paths) or {}
+    if not force and layout.is_complete(paths, fingerprint):
+        layout.sync_serving_sources(paths)
+        manifest = layout.read_manifest(paths) or {}
         log.info("reusing search build %s in %s (inputs unchanged)", manifest.get("build_id"), settings.model_repository)
-        return SearchBuildResult(paths=paths, manifest=manifest, reused=True)
+        return BuildResult(paths=paths, manifest=manifest, reused=True)
 
     started = time.perf_counter()
     seed_everything(config.seed)
@@ -95,22 +92,24 @@ def run_search_build(
             data.all_descriptions,
         )
         log.info("judged set: %s", judged.summary())
-        with out.StagedBuild(paths) as stage, tempfile.TemporaryDirectory(prefix="tollgate-search-") as work:
-            manifest = _build_into(stage, Path(work), data, judged, config, fingerprint, started)
-            stage.commit(_configs(config, manifest["build_ids"]))
+        layout.sync_serving_sources(paths)
+        with StagedBuild(paths.models) as stage, tempfile.TemporaryDirectory(prefix="tollgate-search-") as work:
+            manifest = _build_into(stage, paths, Path(work), data, judged, config, fingerprint, started)
+            stage.commit(render_configs(config, manifest["build_ids"]))
     finally:
         torch.set_num_threads(previous_threads)
     log.info("search build %s written in %.0f s", manifest["build_id"], time.perf_counter() - started)
-    return SearchBuildResult(paths=paths, manifest=manifest, reused=False)
+    return BuildResult(paths=paths, manifest=manifest, reused=False)
 
 
-def _configs(config: SearchPipelineSettings, build_ids: dict[str, str]) -> dict[str, str]:
+def render_configs(config: SearchPipelineSettings, build_ids: dict[str, str]) -> dict[str, str]:
+    """The three rendered ``config.pbtxt``, by model name."""
     return {
         config.encoder_model_name: render_encoder_config(
-            config, build_ids[config.encoder_model_name], out.ARTIFACTS_DIR, out.ONNX_FILE
+            config, build_ids[config.encoder_model_name], ARTIFACTS_DIR, layout.ONNX_FILE
         ),
         config.index_model_name: render_index_config(
-            config, build_ids[config.index_model_name], out.ARTIFACTS_DIR, out.INDEX_FILE
+            config, build_ids[config.index_model_name], ARTIFACTS_DIR, layout.INDEX_FILE
         ),
         config.ensemble_model_name: render_ensemble_config(config, build_ids[config.ensemble_model_name]),
     }
@@ -126,7 +125,8 @@ def embed_catalogue(encoder, catalogue: Catalogue, batch_size: int) -> np.ndarra
 
 
 def _build_into(
-    stage: out.StagedBuild,
+    stage: StagedBuild,
+    paths: SearchPaths,
     work: Path,
     data: SearchData,
     judged: JudgedSet,
@@ -135,10 +135,10 @@ def _build_into(
     started: float,
 ) -> dict:
     """Writes the three staged model directories; returns the manifest."""
-    encoding, paths = encoding_module(), stage.paths
-    model_dir = encoder_model_dir()
-    tokenizer = encoding.load_tokenizer(model_dir / out.TOKENIZER_FILE, config.max_length)
-    torch_fp32 = encoding.TorchQueryEncoder(model_dir, tokenizer, device="cpu", dtype="float32")
+    encoding = encoding_module()
+    encoder_dir = encoder_model_dir()
+    tokenizer = encoding.load_tokenizer(encoder_dir / layout.TOKENIZER_FILE, config.max_length)
+    torch_fp32 = encoding.TorchQueryEncoder(encoder_dir, tokenizer, device="cpu", dtype="float32")
 
     index_started = time.perf_counter()
     embeddings = embed_catalogue(torch_fp32, data.catalogue, config.index_batch_size)
@@ -147,11 +147,11 @@ def _build_into(
         "item_ids": np.asarray(data.catalogue.item_ids, dtype=str),
         "titles": np.asarray(data.catalogue.titles, dtype=str),
     }
-    np.savez(stage.directory(paths.index) / out.INDEX_FILE, **index_arrays)
+    np.savez(stage.directory(paths.index) / layout.INDEX_FILE, **index_arrays)
     index_seconds = time.perf_counter() - index_started
     log.info("indexed %d titles in %.1f s", len(data.catalogue), index_seconds)
 
-    fp32_onnx, int8_onnx = _write_encoder(stage.directory(paths.encoder), model_dir, tokenizer, work, config)
+    fp32_onnx, int8_onnx = _write_encoder(stage.directory(paths.encoder), encoder_dir, tokenizer, work, config)
     encoders = {
         "torch_fp32": torch_fp32,
         "ort_fp32": encoding.OnnxQueryEncoder(fp32_onnx, tokenizer, config.build_threads),
@@ -179,13 +179,13 @@ def _build_into(
         }
     )
 
-    encoder_dir = stage.directory(paths.encoder)
-    encoder_files = [path for path in encoder_dir.rglob("*") if path.is_file()]
+    encoder_artifacts = stage.directory(paths.encoder)
+    encoder_files = [path for path in encoder_artifacts.rglob("*") if path.is_file()]
     build_ids = {
-        paths.encoder.name: out.files_build_id(encoder_files, encoder_dir, extra=f"max_length={config.max_length}"),
-        paths.index.name: out.index_build_id(index_arrays),
+        paths.encoder.name: files_build_id(encoder_files, encoder_artifacts, extra=f"max_length={config.max_length}"),
+        paths.index.name: arrays_build_id(index_arrays),
     }
-    build_ids[paths.ensemble.name] = out.combined_build_id(build_ids[paths.encoder.name], build_ids[paths.index.name])
+    build_ids[paths.ensemble.name] = combined_build_id(build_ids[paths.encoder.name], build_ids[paths.index.name])
     evaluation = {
         "build_id": build_ids[paths.ensemble.name],
         "build_ids": build_ids,
@@ -208,20 +208,20 @@ def _build_into(
 
 
 def _write_encoder(
-    target: Path, model_dir: Path, tokenizer, work: Path, config: SearchPipelineSettings
+    target: Path, encoder_dir: Path, tokenizer, work: Path, config: SearchPipelineSettings
 ) -> tuple[Path, Path]:
     """int8 ONNX graph, tokenizer and the fp32 weights (for GPU instances) into ``target``; returns both graphs."""
-    fp32_onnx = export_fp32(model_dir, tokenizer, work / "encoder_fp32.onnx", config.onnx_opset)
-    int8_onnx = quantize_int8(fp32_onnx, target / out.ONNX_FILE, config.quantize_per_channel)
-    shutil.copyfile(model_dir / out.TOKENIZER_FILE, target / out.TOKENIZER_FILE)
-    (target / out.HF_MODEL_DIR).mkdir()
-    for name in out.HF_MODEL_FILES:
-        shutil.copyfile(model_dir / name, target / out.HF_MODEL_DIR / name)
+    fp32_onnx = export_fp32(encoder_dir, tokenizer, work / "encoder_fp32.onnx", config.onnx_opset)
+    int8_onnx = quantize_int8(fp32_onnx, target / layout.ONNX_FILE, config.quantize_per_channel)
+    shutil.copyfile(encoder_dir / layout.TOKENIZER_FILE, target / layout.TOKENIZER_FILE)
+    (target / layout.HF_MODEL_DIR).mkdir()
+    for name in layout.HF_MODEL_FILES:
+        shutil.copyfile(encoder_dir / name, target / layout.HF_MODEL_DIR / name)
     return fp32_onnx, int8_onnx
 
 
 def _write_reports(target: Path, evaluation: dict, judged: JudgedSet, manifest: dict) -> None:
-    out.write_json(target / out.EVAL_FILE, evaluation)
+    write_json(target / layout.EVAL_FILE, evaluation)
     rows = [{"query": query.text, "relevant": sorted(query.relevant), "source": query.source} for query in judged.queries]
-    (target / out.JUDGED_FILE).write_text(json.dumps(rows, indent=1) + "\n")
-    out.write_json(target / out.MANIFEST_FILE, manifest)  # last: the manifest marks the build as written
+    (target / layout.JUDGED_FILE).write_text(json.dumps(rows, indent=1) + "\n")
+    write_json(target / MANIFEST_FILE, manifest)  # last: the manifest marks the build as written

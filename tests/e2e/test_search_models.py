@@ -14,10 +14,8 @@ from tritonclient.utils import InferenceServerException
 
 from deploy.local.settings import get_local_settings
 from deploy.local.triton import TritonServer
-from pipeline.search import build_search, triton_io
-from pipeline.search.artifacts import SearchPaths
-from pipeline.search.build import search_paths
 from pipeline.search.config import SearchPipelineSettings
+from pipeline.search.layout import SearchPaths
 from pipeline.search.serving_sources import encoding_module
 from tests.support import e2e_log_path
 
@@ -29,8 +27,7 @@ MODELS = (CONFIG.encoder_model_name, CONFIG.index_model_name, CONFIG.ensemble_mo
 
 @pytest.fixture(scope="module")
 def built() -> SearchPaths:
-    build_search()
-    return search_paths(config=CONFIG)
+    return build_search(config=CONFIG).paths
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.encoding import UserItemMatrix
-from pipeline.evaluate import HoldOut, evaluate, popularity_scores, rank_excluding
 from pipeline.metrics import ndcg_at_k, overlap_at_k, recall_at_k
+from pipeline.recommender.encoding import UserItemMatrix
+from pipeline.recommender.evaluate import HoldOut, evaluate, popularity_scores, rank_excluding
 
 
 def test_recall_counts_hits_over_all_relevant_items() -> None:

@@ -6,7 +6,7 @@ Outputs: ``ITEM_IDS`` [-1] string, ``ITEM_TITLES`` [-1] string, ``SCORES`` [-1] 
 descending), ``COMPUTE_NS`` [1] int64.
 
 The index is the fp32, L2-normalised embedding of every catalogue title (``index.npz``,
-written by ``python -m pipeline.search build``). The whole dynamic batch is scored with one
+written by ``python -m pipeline build search``). The whole dynamic batch is scored with one
 matmul and one top-k at the batch's largest k; each request then keeps its own k (k above the
 catalogue size returns the whole catalogue). All rows of one request must ask for the same k.
 

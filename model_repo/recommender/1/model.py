@@ -1,7 +1,8 @@
 """Triton Python-backend model ``recommender``: the top-k catalogue items for a customer.
 
 The contract (inputs, outputs, parameters) is rendered into ``config.pbtxt`` by
-``pipeline/triton_config.py``; the artifacts beside this file come from ``python -m pipeline build``.
+``pipeline/recommender/triton_config.py``; the artifacts beside this file come from
+``python -m pipeline build recommender``.
 
 Per instance kind (``args["model_instance_kind"]``):
 

@@ -1,7 +1,7 @@
 """Scoring kernels of the recommender, free of Triton so that the pipeline can time them and tests can run them.
 
-``model.py`` serves with these; ``pipeline.benchmark`` and ``pipeline.build`` measure and
-evaluate these same classes. Only numpy and torch are needed.
+``model.py`` serves with these; ``pipeline.recommender.scoring_speed`` and ``pipeline.recommender.build``
+measure and evaluate these same classes. Only numpy and torch are needed.
 
 score(u, i) = <user_u, item_i> + bias_i over the whole catalogue, as one matmul per batch.
 

@@ -1,4 +1,5 @@
-"""fp32 vs int8 serving speed: the exact kernels of model.py, on the serving model's real vectors.
+"""fp32 vs int8 scoring speed (``speed`` of the recommender eval.json): the exact kernels of model.py,
+on the serving model's real vectors.
 
 One timed call = gather the batch's user rows, score them against the whole catalogue, drop
 their seen items and take the top-k, which is what ``execute()`` computes for a dynamic batch (Triton's IPC and the
@@ -17,11 +18,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pipeline.bpr import FactorModel
-from pipeline.config import PipelineSettings
-from pipeline.encoding import UserItemMatrix
-from pipeline.quantize import QuantizedTable
-from pipeline.serving_kernels import scoring_module
+from pipeline.recommender.bpr import FactorModel
+from pipeline.recommender.config import RecommenderPipelineSettings
+from pipeline.recommender.encoding import UserItemMatrix
+from pipeline.recommender.quantize import QuantizedTable
+from pipeline.recommender.serving_kernels import scoring_module
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _time_in_blocks(
 
 
 def measure_scoring_speed(
-    model: FactorModel, quantized: QuantizedTable, seen: UserItemMatrix, config: PipelineSettings
+    model: FactorModel, quantized: QuantizedTable, seen: UserItemMatrix, config: RecommenderPipelineSettings
 ) -> dict:
     kernels = scoring_module()
     previous_threads = torch.get_num_threads()

@@ -1,4 +1,5 @@
-"""Query encode latency: torch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8, tokenisation included.
+"""Query encode latency (``encode_latency`` of the search eval.json): torch fp32 vs ONNX Runtime fp32
+vs ONNX Runtime int8, tokenisation included.
 
 One timed call = ``encoder.encode(batch of query strings)``, the exact call ``model.py`` makes for
 a dynamic batch (Triton's IPC is not included). Queries are the judged queries in a seeded

@@ -1,5 +1,7 @@
 """Ensemble vs client-composed search through a real Triton on this machine.
 
+``python -m benchmarks search-serving`` (needs the built search models: ``make models``).
+
 Starts its own ``tritonserver`` (explicit model control: only the three search models) on free
 ports, then sends the judged queries one at a time with tritonclient's gRPC aio client:
 
@@ -22,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from rich.table import Table
 
+from deploy.local.settings import LocalStackSettings
 from deploy.local.triton import TritonServer
-from gateway.settings import get_settings
 from pipeline.search import triton_io
-from pipeline.search.artifacts import JUDGED_FILE
-from pipeline.search.build import search_paths
 from pipeline.search.config import SearchPipelineSettings
+from pipeline.search.layout import SearchPaths
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "search-serving-bench.json"
@@ -82,11 +84,11 @@ async def _measure(url: str, config: SearchPipelineSettings, queries: list[str],
         await client.close()
 
 
-def run_serving_bench(n_queries: int = 200, warmup: int = 20, k: int = 10) -> tuple[dict, Path]:
-    settings = get_settings()
+def run_serving_bench(settings: LocalStackSettings, n_queries: int = 200, warmup: int = 20, k: int = 10) -> tuple[dict, Path]:
+    """Times the built search models of ``settings.model_repository``; writes the report into ``settings.run_dir``."""
     config = SearchPipelineSettings()
-    paths = search_paths(settings, config)
-    queries = [entry["query"] for entry in json.loads((paths.ensemble.artifacts_dir / JUDGED_FILE).read_text())]
+    paths = SearchPaths.in_repository(Path(settings.model_repository), config)
+    queries = [entry["query"] for entry in json.loads(paths.judged_file.read_text())]
     models = (config.encoder_model_name, config.index_model_name, config.ensemble_model_name)
     log_path = Path(settings.run_dir) / "logs" / "search-bench-triton.log"
     with TritonServer(settings.model_repository, models=models, log_path=log_path) as server:
@@ -98,7 +100,7 @@ def run_serving_bench(n_queries: int = 200, warmup: int = 20, k: int = 10) -> tu
         "warmup_per_path": warmup,
         "k": k,
         "distinct_query_texts": min(len(queries), n_queries),
-        "build_id": (json.loads(paths.manifest_file.read_text())).get("build_id"),
+        "build_id": json.loads(paths.manifest_file.read_text()).get("build_id"),
         "encoder_threads": config.encoder_threads,
         **figures,
     }
@@ -107,3 +109,20 @@ def run_serving_bench(n_queries: int = 200, warmup: int = 20, k: int = 10) -> tu
     target.write_text(json.dumps(report, indent=2) + "\n")
     log.info("serving bench: %s", report)
     return report, target
+
+
+def serving_table(report: dict) -> Table:
+    table = Table(title=f"search through Triton: {report['queries']} sequential queries, k={report['k']}")
+    for column in ("path", "p50 ms", "p99 ms", "mean ms", "encoder COMPUTE_NS sum", "index COMPUTE_NS sum"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    for name in ("ensemble", "composed"):
+        entry = report[name]
+        table.add_row(
+            name,
+            f"{entry['p50_ms']:.2f}",
+            f"{entry['p99_ms']:.2f}",
+            f"{entry['mean_ms']:.2f}",
+            f"{entry['encoder_compute_ns_sum']:,}",
+            f"{entry['index_compute_ns_sum']:,}",
+        )
+    return table

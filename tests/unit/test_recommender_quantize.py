@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.quantize import memory_report, quantize_rows
-from pipeline.serving_kernels import scoring_module
+from pipeline.recommender.quantize import memory_report, quantize_rows
+from pipeline.recommender.serving_kernels import scoring_module
 
 kernels = scoring_module()
 

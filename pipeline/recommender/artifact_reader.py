@@ -1,4 +1,4 @@
-"""Reads an exported recommender back as plain Python data (for tests, demos and reports)."""
+"""Reads a built recommender back from its model directory as plain Python data (for tests, demos and reports)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.export import ModelPaths
+from pipeline.recommender.export import RecommenderDir
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ExportedRecommender:
 
 
 def load_exported(repository: Path, model_name: str = "recommender") -> ExportedRecommender:
-    paths = ModelPaths(repository=Path(repository), model_name=model_name)
+    paths = RecommenderDir(repository=Path(repository), name=model_name)
     manifest = json.loads(paths.manifest_file.read_text())
     with np.load(paths.weights_file) as data:
         item_ids = data["item_ids"].tolist()

@@ -1,8 +1,8 @@
-"""Every hyper-parameter of the model pipeline, in one typed object read from ``TOLLGATE_PIPELINE_*``.
+"""Every hyper-parameter of the recommender build, in one typed object read from ``TOLLGATE_PIPELINE_*``.
 
-Paths (data directory, model repository) are not here: they belong to the project-wide
-:class:`gateway.settings.Settings`. Everything in this object feeds the build fingerprint, so
-changing any value (e.g. ``TOLLGATE_PIPELINE_EPOCHS=5``) makes the next ``build`` retrain.
+Paths (data directory, model repository) are not here: they are :class:`pipeline.settings.PipelineSettings`.
+Everything in this object feeds the build fingerprint, so changing any value (e.g.
+``TOLLGATE_PIPELINE_EPOCHS=5``) makes the next ``python -m pipeline build recommender`` retrain.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class PipelineSettings(BaseSettings):
+class RecommenderPipelineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOLLGATE_PIPELINE_", env_file=None, extra="ignore")
 
     # --- data ------------------------------------------------------------------------------
     dataset_file: str = Field(
-        "online-retail/online_retail.csv.gz", description="Transactions file, relative to settings.data_dir."
+        "online-retail/online_retail.csv.gz", description="Transactions file, relative to PipelineSettings.data_dir."
     )
     cutoff_date: date = Field(
         date(2011, 11, 11),

@@ -6,7 +6,7 @@ from datetime import date
 
 import pandas as pd
 
-from pipeline.split import time_split
+from pipeline.recommender.split import time_split
 
 
 def purchases(*rows: tuple[str, str, str]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""A whole build on a small synthetic dataset: export layout, reuse by fingerprint, atomicity."""
+"""A whole recommender build on a small synthetic dataset: export layout, reuse by fingerprint, atomicity."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gateway.settings import Settings
-from pipeline.artifacts import load_exported
-from pipeline.build import build, is_up_to_date
-from pipeline.config import PipelineSettings
-from pipeline.export import is_complete
+from pipeline.recommender.artifact_reader import load_exported
+from pipeline.recommender.build import build_recommender, is_up_to_date
+from pipeline.recommender.config import RecommenderPipelineSettings
+from pipeline.recommender.export import is_complete
+from pipeline.settings import PipelineSettings
 
 DATASET = "retail/transactions.csv.gz"
 N_USERS, N_ITEMS = 40, 30
@@ -39,10 +39,10 @@ def write_synthetic_transactions(path: Path) -> None:
 
 
 @pytest.fixture()
-def workspace(tmp_path: Path) -> tuple[Settings, PipelineSettings]:
+def workspace(tmp_path: Path) -> tuple[PipelineSettings, RecommenderPipelineSettings]:
     write_synthetic_transactions(tmp_path / "data" / DATASET)
-    settings = Settings(data_dir=tmp_path / "data", model_repository=tmp_path / "repo", run_dir=tmp_path / "var")
-    config = PipelineSettings(
+    settings = PipelineSettings(data_dir=tmp_path / "data", model_repository=tmp_path / "repo")
+    config = RecommenderPipelineSettings(
         dataset_file=DATASET,
         cutoff_date=date(2011, 11, 20),
         embedding_dim=8,
@@ -57,7 +57,7 @@ def workspace(tmp_path: Path) -> tuple[Settings, PipelineSettings]:
 
 def test_build_writes_a_complete_model_and_reuses_it(workspace) -> None:
     settings, config = workspace
-    first = build(settings=settings, config=config)
+    first = build_recommender(settings=settings, config=config)
     model_dir = settings.model_repository / "recommender"
     assert not first.reused
     assert {p.name for p in (model_dir / "1").iterdir()} >= {"model.py", "recommender_scoring.py", "artifacts"}
@@ -74,31 +74,32 @@ def test_build_writes_a_complete_model_and_reuses_it(workspace) -> None:
     assert exported.build_id == first.manifest["build_id"]
     assert "POST" not in exported.titles and len(exported.popularity_ranking) == len(exported.titles)
 
-    second = build(settings=settings, config=config)
+    second = build_recommender(settings=settings, config=config)
     assert second.reused and second.manifest["build_id"] == first.manifest["build_id"]
     assert is_up_to_date(settings, config)
 
 
 def test_changed_config_or_force_rebuilds(workspace) -> None:
     settings, config = workspace
-    first = build(settings=settings, config=config)
+    first = build_recommender(settings=settings, config=config)
     assert not is_up_to_date(settings, config.model_copy(update={"epochs": 3}))
-    assert not build(settings=settings, config=config, force=True).reused
-    retrained = build(settings=settings, config=config.model_copy(update={"epochs": 3}))
+    assert not build_recommender(settings=settings, config=config, force=True).reused
+    retrained = build_recommender(settings=settings, config=config.model_copy(update={"epochs": 3}))
     assert not retrained.reused
     assert retrained.manifest["input_fingerprint"] != first.manifest["input_fingerprint"]
 
 
 def test_same_inputs_give_the_same_build_id(workspace) -> None:
     settings, config = workspace
-    first = build(settings=settings, config=config)
-    assert build(settings=settings, config=config, force=True).manifest["build_id"] == first.manifest["build_id"]
+    first = build_recommender(settings=settings, config=config)
+    again = build_recommender(settings=settings, config=config, force=True)
+    assert again.manifest["build_id"] == first.manifest["build_id"]
 
 
 def test_a_repository_without_its_config_is_not_complete(workspace) -> None:
     settings, config = workspace
-    result = build(settings=settings, config=config)
+    result = build_recommender(settings=settings, config=config)
     result.paths.config_file.unlink()  # what an interrupted build leaves behind
     assert not is_complete(result.paths)
-    assert not build(settings=settings, config=config).reused
+    assert not build_recommender(settings=settings, config=config).reused
     assert is_complete(result.paths, result.manifest["input_fingerprint"])

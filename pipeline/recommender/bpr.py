@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.config import PipelineSettings
-from pipeline.encoding import UserItemMatrix
+from pipeline.recommender.config import RecommenderPipelineSettings
+from pipeline.recommender.encoding import UserItemMatrix
 from pipeline.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def sample_negatives(
 
 
 def train_bpr(
-    matrix: UserItemMatrix, config: PipelineSettings, label: str = "bpr"
+    matrix: UserItemMatrix, config: RecommenderPipelineSettings, label: str = "bpr"
 ) -> tuple[FactorModel, TrainingReport]:
     rng = seed_everything(config.seed)
     torch.set_num_threads(config.train_threads)

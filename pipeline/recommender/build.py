@@ -1,4 +1,4 @@
-"""The whole pipeline: clean -> split -> train -> evaluate -> quantize -> measure -> refit -> export.
+"""The recommender build: clean -> split -> train -> evaluate -> quantize -> measure -> refit -> export.
 
 Evaluation figures are those of a model trained on the purchases before the cutoff. The model
 that is served is then refitted, with the same hyper-parameters and seed, on ALL cleaned
@@ -11,62 +11,68 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gateway.settings import Settings, get_settings
-from pipeline.benchmark import measure_scoring_speed
-from pipeline.bpr import FactorModel, train_bpr
-from pipeline.config import PipelineSettings
 from pipeline.data import CleanedData, load_clean_data
-from pipeline.encoding import UserItemMatrix, Vocabulary
-from pipeline.evaluate import build_holdout, evaluate, mean_overlap, popularity_scores
-from pipeline.export import ModelPaths, ServingArtifacts, is_complete, read_manifest, sync_serving_sources, write_model
-from pipeline.fingerprint import input_fingerprint
-from pipeline.quantize import QuantizedTable, memory_report, quantize_rows
-from pipeline.serving_kernels import scoring_module
-from pipeline.split import time_split
+from pipeline.model_dir import BuildResult
+from pipeline.recommender.bpr import FactorModel, train_bpr
+from pipeline.recommender.config import RecommenderPipelineSettings
+from pipeline.recommender.encoding import UserItemMatrix, Vocabulary
+from pipeline.recommender.evaluate import build_holdout, evaluate, mean_overlap, popularity_scores
+from pipeline.recommender.export import (
+    RecommenderDir,
+    ServingArtifacts,
+    is_complete,
+    read_manifest,
+    sync_serving_sources,
+    write_model,
+)
+from pipeline.recommender.fingerprint import recommender_fingerprint
+from pipeline.recommender.quantize import QuantizedTable, memory_report, quantize_rows
+from pipeline.recommender.scoring_speed import measure_scoring_speed
+from pipeline.recommender.serving_kernels import scoring_module
+from pipeline.recommender.split import time_split
+from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BuildResult:
-    paths: ModelPaths
-    manifest: dict
-    reused: bool
+def model_paths(
+    settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None
+) -> RecommenderDir:
+    settings = settings or PipelineSettings()
+    config = config or RecommenderPipelineSettings()
+    return RecommenderDir(repository=Path(settings.model_repository), name=config.model_name)
 
 
-def model_paths(settings: Settings | None = None, config: PipelineSettings | None = None) -> ModelPaths:
-    settings = settings or get_settings()
-    config = config or PipelineSettings()
-    return ModelPaths(repository=Path(settings.model_repository), model_name=config.model_name)
+def current_fingerprint(
+    settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None
+) -> str:
+    settings = settings or PipelineSettings()
+    config = config or RecommenderPipelineSettings()
+    return recommender_fingerprint(Path(settings.data_dir) / config.dataset_file, config)
 
 
-def current_fingerprint(settings: Settings | None = None, config: PipelineSettings | None = None) -> str:
-    settings = settings or get_settings()
-    config = config or PipelineSettings()
-    return input_fingerprint(Path(settings.data_dir) / config.dataset_file, config)
-
-
-def is_up_to_date(settings: Settings | None = None, config: PipelineSettings | None = None) -> bool:
+def is_up_to_date(settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None) -> bool:
     return is_complete(model_paths(settings, config), current_fingerprint(settings, config))
 
 
-def build(force: bool = False, settings: Settings | None = None, config: PipelineSettings | None = None) -> BuildResult:
+def build_recommender(
+    force: bool = False, settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None
+) -> BuildResult[RecommenderDir]:
     """Builds the recommender into ``settings.model_repository``; reuses a build of the same inputs."""
-    settings = settings or get_settings()
-    config = config or PipelineSettings()
+    settings = settings or PipelineSettings()
+    config = config or RecommenderPipelineSettings()
     paths = model_paths(settings, config)
     data_file = Path(settings.data_dir) / config.dataset_file
-    fingerprint = input_fingerprint(data_file, config)
+    fingerprint = recommender_fingerprint(data_file, config)
     if not force and is_complete(paths, fingerprint):
         sync_serving_sources(paths)
         manifest = read_manifest(paths) or {}
-        log.info("reusing build %s in %s (inputs unchanged)", manifest.get("build_id"), paths.model_dir)
+        log.info("reusing build %s in %s (inputs unchanged)", manifest.get("build_id"), paths.path)
         return BuildResult(paths=paths, manifest=manifest, reused=True)
 
     started = time.perf_counter()
@@ -77,7 +83,7 @@ def build(force: bool = False, settings: Settings | None = None, config: Pipelin
     return BuildResult(paths=paths, manifest=manifest, reused=False)
 
 
-def int8_serving_table(model: FactorModel, quantized: QuantizedTable, config: PipelineSettings):
+def int8_serving_table(model: FactorModel, quantized: QuantizedTable, config: RecommenderPipelineSettings):
     """The int8 table exactly as a CPU model instance scores with it."""
     return scoring_module().int8_item_table(
         torch.from_numpy(quantized.values),
@@ -87,7 +93,7 @@ def int8_serving_table(model: FactorModel, quantized: QuantizedTable, config: Pi
     )
 
 
-def _train_and_evaluate(data: CleanedData, config: PipelineSettings) -> tuple[dict, ServingArtifacts]:
+def _train_and_evaluate(data: CleanedData, config: RecommenderPipelineSettings) -> tuple[dict, ServingArtifacts]:
     k = config.top_k
     interactions = data.interactions
     users = Vocabulary.from_values(interactions["user_id"])

@@ -8,15 +8,14 @@ Outputs (shape [1, k] per request):
 
 from __future__ import annotations
 
-from pipeline.config import PipelineSettings
+from pipeline.model_dir import BUILD_ID_PARAMETER, rendered_header
+from pipeline.recommender.config import RecommenderPipelineSettings
 
-BUILD_ID_PARAMETER = "build_id"
 NUM_THREADS_PARAMETER = "num_threads"
 ARTIFACTS_DIR_PARAMETER = "artifacts_dir"
 INT8_KERNEL_PARAMETER = "cpu_int8_kernel"
 
 _TEMPLATE = """\
-# Rendered by `python -m pipeline build`; do not edit (the next build overwrites it).
 name: "{model_name}"
 backend: "python"
 max_batch_size: {max_batch_size}
@@ -96,8 +95,8 @@ parameters [
 """
 
 
-def render_config(config: PipelineSettings, build_id: str, artifacts_dir: str) -> str:
-    return _TEMPLATE.format(
+def render_config(config: RecommenderPipelineSettings, build_id: str, artifacts_dir: str) -> str:
+    return rendered_header("recommender") + _TEMPLATE.format(
         model_name=config.model_name,
         max_batch_size=config.max_batch_size,
         max_queue_delay_us=config.max_queue_delay_us,
@@ -111,7 +110,3 @@ def render_config(config: PipelineSettings, build_id: str, artifacts_dir: str) -
         int8_kernel_key=INT8_KERNEL_PARAMETER,
         int8_kernel=config.cpu_int8_kernel,
     )
-
-
-def declares_build_id(config_text: str, build_id: str) -> bool:
-    return f'key: "{BUILD_ID_PARAMETER}"\n    value {{ string_value: "{build_id}" }}' in config_text

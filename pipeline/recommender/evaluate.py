@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.encoding import UserItemMatrix
 from pipeline.metrics import ndcg_at_k, overlap_at_k, recall_at_k
+from pipeline.recommender.encoding import UserItemMatrix
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # dense user indices [B] -> scores [B, n_items]
 
