@@ -1,8 +1,8 @@
-"""The one typed settings object of Tollgate, read from ``TOLLGATE_*`` environment variables.
+"""The one typed settings object of the gateway, read from ``TOLLGATE_*`` environment variables.
 
-Every knob the gateway and the local stack use lives here, with its default and why; the
-costing's own knobs live in ``costing.settings.CostingSettings``, which ``Settings`` extends.
-Nothing else in the code reads the environment.
+The gateway's own knobs live here, with their defaults and why; the costing's own knobs live in
+``costing.settings.CostingSettings``, which ``Settings`` extends. Where the local stack keeps its
+files is deploy/local/settings.py's business, and the model builds' paths are the pipeline's own.
 """
 
 from __future__ import annotations
@@ -166,14 +166,6 @@ class Settings(CostingSettings):
     )
     trace_file: Path = Field(REPO_ROOT / "var" / "spans.jsonl", description="Span file for trace_exporter=file.")
     service_name: str = Field("tollgate-gateway", description="OpenTelemetry service.name of the gateway.")
-
-    # --- local stack (make demo / make serve / tests) -----------------------------------------
-    model_repository: Path = Field(REPO_ROOT / "model_repo", description="Triton model repository.")
-    data_dir: Path = Field(
-        REPO_ROOT.parent / "shared" / "data", description="Real datasets read at build time."
-    )
-    run_dir: Path = Field(REPO_ROOT / "var", description="Logs, ledger and reports of local runs.")
-
 
     def effective_pools(self) -> list[PoolConfig]:
         return self.pools or [PoolConfig(name=self.pool_name, endpoints=[self.triton_url])]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from deploy.local.settings import REPO_ROOT, LocalStackSettings
+from gateway.settings import Settings
 
 VARIABLES = {"run_dir": "TOLLGATE_RUN_DIR", "model_repository": "TOLLGATE_MODEL_REPOSITORY", "data_dir": "TOLLGATE_DATA_DIR"}
 
@@ -26,3 +27,7 @@ def test_defaults_are_the_repositorys_own_folders(monkeypatch: pytest.MonkeyPatc
     assert settings.run_dir == REPO_ROOT / "var"
     assert settings.model_repository == REPO_ROOT / "model_repo"
     assert (REPO_ROOT / "deploy" / "local" / "settings.py").is_file()
+
+
+def test_the_gateway_does_not_read_the_local_stacks_paths() -> None:
+    assert not set(VARIABLES) & set(Settings.model_fields)
