@@ -65,11 +65,17 @@ class CostAccounting:
         """Open the ledger the settings name (creating its schema); nothing runs until start()."""
         return cls(settings, book, open_settings_ledger(settings), metrics or CostMetrics())
 
-    async def start(self, triton_clients: Mapping[str, Sequence[StatsClient]], models: Sequence[str]) -> None:
+    async def start(
+        self,
+        triton_clients: Mapping[str, Sequence[StatsClient]],
+        models: Sequence[str],
+        stats_headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Start the periodic ledger flush, the metrics exporter (``metrics_port``), the budget
         refresh and, with ``reconciliation_enabled``, the reconciliation of the pools of
         ``triton_clients`` (pool name -> one tritonclient per endpoint, owned by the caller)
-        against Triton's statistics of ``models`` (ensembles are expanded)."""
+        against Triton's statistics of ``models`` (ensembles are expanded; ``stats_headers`` go
+        with every statistics call, e.g. Triton's admin key)."""
         settings = self.settings
         self.writer.start()
         self._metrics_server = start_metrics_server(self.metrics, settings.metrics_port, settings.metrics_host)
@@ -77,7 +83,7 @@ class CostAccounting:
             await self.refresh_budgets()
             self._budget_task = asyncio.get_running_loop().create_task(self._refresh_budgets_periodically())
         if settings.reconciliation_enabled:
-            await self._start_reconciler(triton_clients, models)
+            await self._start_reconciler(triton_clients, models, stats_headers)
 
     def should_shed(self, feature: str, tenant: str) -> BudgetDecision:
         """Whether a call of ``feature`` for ``tenant`` must be shed (RESOURCE_EXHAUSTED, with
@@ -124,7 +130,12 @@ class CostAccounting:
         await self.writer.close()
         self.ledger.close()
 
-    async def _start_reconciler(self, clients: Mapping[str, Sequence[StatsClient]], models: Sequence[str]) -> None:
+    async def _start_reconciler(
+        self,
+        clients: Mapping[str, Sequence[StatsClient]],
+        models: Sequence[str],
+        headers: Mapping[str, str] | None,
+    ) -> None:
         settings = self.settings
         if settings.reconciliation_grace_s < 2 * settings.ledger_flush_interval_s:
             log.warning(
@@ -132,7 +143,7 @@ class CostAccounting:
                 settings.reconciliation_grace_s, 2 * settings.ledger_flush_interval_s,
             )  # fmt: skip
         pollers = [
-            TritonStatsPoller(pool_clients, models, pool, expand_ensembles=True)
+            TritonStatsPoller(pool_clients, models, pool, expand_ensembles=True, headers=headers)
             for pool, pool_clients in clients.items()
             if pool_clients
         ]

@@ -8,11 +8,13 @@ import logging
 import typer
 
 from costing.cli import cost_app
+from gateway.keys_cli import keys_app
 from gateway.server import run_gateway
 from gateway.settings import get_settings
 
 app = typer.Typer(help="Tollgate: a gRPC inference gateway that knows what every answer costs.", no_args_is_help=True)
 app.add_typer(cost_app, name="cost", help="Cost reports from the ledger, for finance.")
+app.add_typer(keys_app, name="keys", help="Create, list, rotate and revoke the gateway's API keys.")
 
 
 @app.command()

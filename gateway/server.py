@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # Stop/grace budget: long enough for in-flight model calls, short enough for a rolling restart.
 SHUTDOWN_GRACE_S = 5.0
+# The header of Triton's restricted protocols (--grpc-restricted-protocol=...:admin-key=...).
+TRITON_ADMIN_HEADER = "triton-grpc-protocol-admin-key"
 # Health service name of the liveness probe (SERVING while the process runs).
 LIVENESS_SERVICE = "liveness"
 
@@ -139,7 +141,9 @@ class Gateway:
 
     async def start(self) -> None:
         models = (self.settings.recommender_model, self.settings.search_model)
-        await self._accounting.start(triton_clients=self._router.stats_clients(), models=models)
+        admin_key = self.settings.triton_admin_key
+        headers = {TRITON_ADMIN_HEADER: admin_key.get_secret_value()} if admin_key else None
+        await self._accounting.start(triton_clients=self._router.stats_clients(), models=models, stats_headers=headers)
         await self._set_health(serving=False)
         await self._health.set(LIVENESS_SERVICE, _status(True))
         await self._health.set(cost_servicer.SERVICE.full_name, _status(True))

@@ -132,7 +132,10 @@ class TritonStatsPoller:
         *,
         expand_ensembles: bool = False,
         timeout_s: float = 5.0,
+        headers: Mapping[str, str] | None = None,
     ):
+        """``headers``: sent with every statistics call, e.g. the key of Triton's restricted
+        statistics protocol (``triton-grpc-protocol-admin-key``)."""
         if not clients:
             raise ValueError(f"pool {pool!r}: no Triton client to poll")
         if not models:
@@ -142,6 +145,7 @@ class TritonStatsPoller:
         self.models: tuple[str, ...] | None = None if expand_ensembles else tuple(models)
         self.pool = pool
         self._timeout_s = timeout_s
+        self._header_kwargs = {"headers": dict(headers)} if headers else {}
         self._previous: Snapshot | None = None
 
     async def snapshot(self) -> Snapshot:
@@ -183,7 +187,8 @@ class TritonStatsPoller:
         models = self.models or ()
         try:
             payload = await asyncio.wait_for(
-                _call(client.get_inference_statistics, "", as_json=True), timeout=self._timeout_s
+                _call(client.get_inference_statistics, "", as_json=True, **self._header_kwargs),
+                timeout=self._timeout_s,
             )
         except Exception as exc:  # noqa: BLE001 - an unreachable endpoint makes the window incomplete, not the loop fail
             log.warning("pool %s: Triton statistics of endpoint %d unavailable: %r", self.pool, index, exc)

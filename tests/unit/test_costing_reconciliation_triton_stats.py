@@ -142,6 +142,23 @@ async def test_a_sync_client_is_called_off_the_event_loop() -> None:
     assert snapshot == {(0, "recommender"): ModelCounters(1, 1, 10, 7, 5)}
 
 
+async def test_the_admin_key_goes_with_every_statistics_call() -> None:
+    """Triton restricts its statistics protocol behind a header key (deploy/k8s): the poller sends it."""
+    seen: list[dict[str, str] | None] = []
+
+    class RestrictedTriton:
+        async def get_inference_statistics(self, model_name: str = "", as_json: bool = False, headers=None):
+            seen.append(headers)
+            if headers != {"triton-grpc-protocol-admin-key": "k3y"}:
+                raise ConnectionError("This protocol is restricted")
+            return await FakeTriton(7).get_inference_statistics(model_name, as_json=as_json)
+
+    keyed = TritonStatsPoller([RestrictedTriton()], ["recommender"], "cpu-local", headers={"triton-grpc-protocol-admin-key": "k3y"})
+    assert await keyed.snapshot() == {(0, "recommender"): ModelCounters(1, 1, 10, 7, 5)}
+    assert await TritonStatsPoller([RestrictedTriton()], ["recommender"], "cpu-local").snapshot() == {}
+    assert seen == [{"triton-grpc-protocol-admin-key": "k3y"}, None]
+
+
 async def test_ensembles_are_resolved_before_the_first_snapshot_and_retried_until_then() -> None:
     triton = FakeTriton(1_000)
     real_config = triton.get_model_config
