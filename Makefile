@@ -77,7 +77,7 @@ bench: models
 # Prometheus on first use (deploy/tools/install-deploy-tools.sh). CLUSTER_ARGS: see --help.
 CLUSTER_ARGS ?=
 cluster: models
-	$(PY) -m deploy.local.cluster $(CLUSTER_ARGS)
+	$(PY) -m deploy.local.cluster_cli $(CLUSTER_ARGS)
 
 clean:
 	rm -rf var demo-report.json model_repo/*/config.pbtxt model_repo/*/1/artifacts

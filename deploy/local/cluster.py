@@ -18,7 +18,7 @@ database of its own there (deploy/local/postgres.py) and drops it when it stops 
 ``keep_database``). The Prometheus server (deploy/local/prometheus.py) and promtool come from
 deploy/tools/install-deploy-tools.sh.
 
-Run: ``make cluster`` (or ``python -m deploy.local.cluster --help``; the command line is
+Run: ``make cluster`` (or ``python -m deploy.local.cluster_cli --help``; the command line is
 deploy/local/cluster_cli.py).
 """
 
@@ -191,8 +191,3 @@ def _delete_cache_keys(redis_url: str, prefix: str) -> None:
     except redis.RedisError as exc:
         log.warning("could not delete the cluster's cache keys: %s", exc)
 
-
-if __name__ == "__main__":  # `python -m deploy.local.cluster`, as the Makefile runs it
-    from deploy.local.cluster_cli import app
-
-    app()

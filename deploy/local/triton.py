@@ -13,7 +13,7 @@ all applied here:
 1 to 3 are deploy/local/triton_installation.py's job. The server runs in its own process
 group, so ``stop()``/``kill()`` also end the stub processes.
 
-Manual use: ``python -m deploy.local.triton --help`` (deploy/local/triton_cli.py).
+Manual use: ``python -m deploy.local.triton_cli --help`` (deploy/local/triton_cli.py).
 """
 
 from __future__ import annotations
@@ -233,8 +233,3 @@ class TritonServer:
         except urllib.error.HTTPError:
             return False
 
-
-if __name__ == "__main__":  # `python -m deploy.local.triton`
-    from deploy.local.triton_cli import app
-
-    app()

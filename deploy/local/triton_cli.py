@@ -1,4 +1,4 @@
-"""``python -m deploy.local.triton``: run tritonserver in the foreground until Ctrl-C (or SIGTERM)."""
+"""``python -m deploy.local.triton_cli``: run tritonserver in the foreground until Ctrl-C (or SIGTERM)."""
 
 from __future__ import annotations
 
