@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 from collections.abc import Callable
@@ -139,7 +140,15 @@ class Gateway:
         self.port = _listen(self._server, settings)
         self._readiness_task: asyncio.Task[None] | None = None
 
+    def _warn_unknown_variables(self) -> None:
+        """A TOLLGATE_* variable that no gateway setting reads is a misspelling, or another tool's."""
+        known = {f"TOLLGATE_{name.upper()}" for name in Settings.model_fields}
+        unknown = sorted(name for name in os.environ if name.startswith("TOLLGATE_") and name not in known)
+        if unknown:
+            log.warning("environment variables that no gateway setting reads (misspelt, or another tool's): %s", ", ".join(unknown))
+
     async def start(self) -> None:
+        self._warn_unknown_variables()
         models = (self.settings.recommender_model, self.settings.search_model)
         admin_key = self.settings.triton_admin_key
         headers = {TRITON_ADMIN_HEADER: admin_key.get_secret_value()} if admin_key else None

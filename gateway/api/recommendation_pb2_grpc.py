@@ -28,7 +28,8 @@ if _version_not_supported:
 class RecommendationServiceStub:
     """Recommends catalogue items to a user.
 
-    The tenant is taken from the request metadata key "x-tenant-id". The cost of every call is
+    Every call carries an API key ("authorization: Bearer <key>") or a client certificate; the
+    tenant billed is the credential's, never one the caller names. The cost of every call is
     returned in RecommendResponse.info.cost and as trailing metadata ("x-tollgate-cost",
     "x-tollgate-currency", "x-tollgate-compute-ns", "x-tollgate-request-id").
     """
@@ -49,7 +50,8 @@ class RecommendationServiceStub:
 class RecommendationServiceServicer:
     """Recommends catalogue items to a user.
 
-    The tenant is taken from the request metadata key "x-tenant-id". The cost of every call is
+    Every call carries an API key ("authorization: Bearer <key>") or a client certificate; the
+    tenant billed is the credential's, never one the caller names. The cost of every call is
     returned in RecommendResponse.info.cost and as trailing metadata ("x-tollgate-cost",
     "x-tollgate-currency", "x-tollgate-compute-ns", "x-tollgate-request-id").
     """
@@ -80,7 +82,8 @@ def add_RecommendationServiceServicer_to_server(servicer, server):
 class RecommendationService:
     """Recommends catalogue items to a user.
 
-    The tenant is taken from the request metadata key "x-tenant-id". The cost of every call is
+    Every call carries an API key ("authorization: Bearer <key>") or a client certificate; the
+    tenant billed is the credential's, never one the caller names. The cost of every call is
     returned in RecommendResponse.info.cost and as trailing metadata ("x-tollgate-cost",
     "x-tollgate-currency", "x-tollgate-compute-ns", "x-tollgate-request-id").
     """

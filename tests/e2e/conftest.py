@@ -17,6 +17,9 @@ from deploy.local.stack import SERVED_MODELS
 from deploy.local.triton import TritonServer
 from gateway.api_keys import Role
 from gateway.settings import get_settings
+from pipeline.recommender.artifact_reader import ExportedRecommender, load_exported
+from pipeline.recommender.build import build_recommender
+from pipeline.search.build import build_search
 from tests.support import e2e_log_path, port_for_later_bind
 
 # Models the e2e Triton loads (explicit model control: other models of the repository may be unbuilt).

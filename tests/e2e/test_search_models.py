@@ -14,6 +14,8 @@ from tritonclient.utils import InferenceServerException
 
 from deploy.local.settings import get_local_settings
 from deploy.local.triton import TritonServer
+from pipeline.search import triton_io
+from pipeline.search.build import build_search
 from pipeline.search.config import SearchPipelineSettings
 from pipeline.search.layout import SearchPaths
 from pipeline.search.serving_sources import encoding_module
