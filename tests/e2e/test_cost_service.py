@@ -37,7 +37,7 @@ def _recommend(gateway, channel, user_id: str, feature: str, tenant: str = "shop
 def _report(gateway, channel, by, **fields) -> list[cost_pb2.CostReportRow]:
     """Every row of the report (all pages), read with the global-finance key."""
     stub = cost_pb2_grpc.CostServiceStub(channel)
-    rows, token = [], ""
+    rows, token = [], fields.pop("page_token", "")
     while True:
         request = cost_pb2.CostReportRequest(by=by, page_token=token, **fields)
         response = stub.CostReport(request, timeout=DEADLINE_S, metadata=gateway.metadata(ALL_TENANTS, Role.FINANCE_GLOBAL))

@@ -290,6 +290,7 @@ def _gateway_environment(docs: list[dict[str, Any]]) -> dict[str, str]:
     stand_ins = {
         ("tollgate-ledger-db", "url"): "postgresql://tollgate:secret@tollgate-ledger-db:5432/tollgate",
         ("tollgate-triton-admin", "admin-key"): "0123456789abcdef",
+        ("tollgate-cache", "secret"): "0123456789abcdef0123456789abcdef",
         ("tollgate-redis", "url"): "rediss://tollgate:secret@tollgate-redis:6379/0?ssl_ca_certs=/etc/tollgate/redis-ca/ca.crt",
     }
     env: dict[str, str] = {}

@@ -145,7 +145,8 @@ async def test_killing_the_primary_pool_fails_no_request_and_traffic_returns_aft
 async def test_stopping_redis_under_load_fails_no_request_and_caching_resumes(gateway_factory, buyers, tmp_path):
     redis_url = f"redis://127.0.0.1:{port_for_later_bind()}/0"
     redis = ensure_redis(redis_url, tmp_path)
-    gateway = gateway_factory(redis_url=redis_url)
+    # The cache's circuit breaker probes Redis again 0.5 s after it opened.
+    gateway = gateway_factory(redis_url=redis_url, cache_breaker_cooldown_s=0.5)
     stop = asyncio.Event()
     load = asyncio.create_task(steady_load(gateway, buyers[:8], stop))
     await asyncio.sleep(1.0)
