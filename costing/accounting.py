@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from costing.budgets import BudgetDecision, BudgetTracker, refresh_from_ledger
 from costing.ledger import LedgerWriter, SqlLedger, open_ledger
+from costing.ledger.journal import Journal
 from costing.metrics import CostMetrics, MetricsServer, start_metrics_server
 from costing.outcomes import OutcomeStore
 from costing.price_book import PriceBook
@@ -51,7 +52,13 @@ class CostAccounting:
         self.metrics = metrics
         self.budgets = BudgetTracker(settings.budgets, alert_ratios=settings.budget_alert_ratios, metrics=metrics)
         self.writer = LedgerWriter(
-            ledger, settings.ledger_flush_interval_s, observers=(metrics.observe, self.budgets.observe)
+            ledger,
+            settings.ledger_flush_interval_s,
+            observers=(metrics.observe, self.budgets.observe),
+            journal=Journal(settings.effective_journal_path()),
+            on_state=lambda state, journalled: metrics.observe_ledger(state.value, journalled),
+            max_pending=settings.ledger_max_pending,
+            on_drop=metrics.ledger_dropped.inc,
         )
         self.outcomes = OutcomeStore(ledger, book.currency)
         self.reconciler: WindowReconciler | None = None

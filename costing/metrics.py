@@ -64,6 +64,25 @@ class CostMetrics:
             registry=self.registry,
         )
 
+        self.ledger_state = Gauge(
+            "tollgate_ledger_state",
+            "Where cost records go: 0 the ledger database, 1 its local journal (the database fails), "
+            "2 nowhere (both fail: the gateway refuses calls unless set to fail open).",
+            registry=self.registry,
+        )
+        self.ledger_journal_records = Gauge(
+            "tollgate_ledger_journal_records", "Cost records in the journal, waiting for the database.", registry=self.registry
+        )
+        self.ledger_dropped = Counter(
+            "tollgate_ledger_dropped_records",
+            "Cost records dropped because neither the ledger nor its journal took them (fail-open only).",
+            registry=self.registry,
+        )
+
+    def observe_ledger(self, state: int, journal_records: int) -> None:
+        self.ledger_state.set(state)
+        self.ledger_journal_records.set(journal_records)
+
     def observe(self, record: CostRecord) -> None:
         """Count one cost record (call exactly once per record)."""
         labels = (record.feature, record.tenant, record.model, record.pool, record.rpc)

@@ -38,6 +38,21 @@ class CostingSettings(BaseSettings):
         "gateway loses no record a caller was given; costs one ledger write per batch of concurrent calls.",
     )
 
+    ledger_journal_path: Path | None = Field(
+        None,
+        description="Local append-only journal that takes cost records while the ledger database fails "
+        "(replayed when it recovers); best on another disk than a SQLite ledger. Empty: beside ledger_path.",
+    )
+    ledger_fail_open: bool = Field(
+        False,
+        description="When neither the ledger nor its journal can take records: false (default) refuses new "
+        "calls with UNAVAILABLE and reports NOT_SERVING until they can; true keeps serving, with the "
+        "records waiting in memory (at most ledger_max_pending; older ones are dropped and counted).",
+    )
+    ledger_max_pending: int = Field(
+        100_000, ge=1, description="Cost records kept in memory while they cannot be written."
+    )
+
     # --- cost accounting (ledger backend, reconciliation, metrics, budgets) ---------------------
     ledger_url: str | None = Field(
         None,
@@ -80,6 +95,10 @@ class CostingSettings(BaseSettings):
     def effective_ledger_url(self) -> str:
         """The ledger these settings name: ``ledger_url``, else SQLite at ``ledger_path``."""
         return self.ledger_url or sqlite_url(self.ledger_path)
+
+    def effective_journal_path(self) -> Path:
+        """``ledger_journal_path``, else ``ledger-journal.jsonl`` beside ``ledger_path``."""
+        return self.ledger_journal_path or self.ledger_path.with_name("ledger-journal.jsonl")
 
 
 @lru_cache(maxsize=1)

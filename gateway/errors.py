@@ -33,6 +33,12 @@ class BackendUnavailable(RequestError):
     status = "UNAVAILABLE"
 
 
+class LedgerUnavailable(RequestError):
+    """Nothing can record a call's cost (the ledger and its journal both fail): fail closed."""
+
+    status = "UNAVAILABLE"
+
+
 class PoolsSaturated(RequestError):
     """Every pool that could serve the call is at its concurrency limit: shed, don't queue."""
 

@@ -168,6 +168,9 @@ async def run_call(
         caller = callers.read(context, feature)
     except RequestError as error:
         await abort(context, error)
+    refusal = flow.refusal()
+    if refusal is not None:
+        await abort(context, refusal)
     if isinstance(request, UndecodableRequest):
         validate = request.reject
     else:

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from gateway import telemetry_attributes as attr
 from gateway.answers import ModelAnswer
 from gateway.admission import Admission
-from gateway.errors import BackendUnavailable, BudgetExhausted, RequestError
+from gateway.errors import BackendUnavailable, BudgetExhausted, DeadlineExceeded, LedgerUnavailable, RequestError
 from gateway.result_cache import CachedAnswer, ResultCache
 from gateway.settlement import AnswerInfo, SettledRequestError, Settlement, UsageTally
 from gateway.router import Placement, RoutedModel
@@ -78,14 +78,26 @@ class RequestFlow:
         payload_bytes: Callable[[ModelAnswer], int],
         budget_check: BudgetCheck | None = None,
         admission: Admission | None = None,
+        accepting: Callable[[], bool] | None = None,
     ) -> None:
-        """``payload_bytes``: the size of an answer as sent to the caller (priced as egress)."""
+        """``payload_bytes``: the size of an answer as sent to the caller (priced as egress).
+        ``accepting``: False while calls must be refused before they start (the cost ledger can
+        record nothing: fail closed)."""
         self._cache = cache
         self._settlement = settlement
         self._default_deadline_s = default_deadline_s
         self._payload_bytes = payload_bytes
         self._budget_check = budget_check
         self._admission = admission or Admission(None, {})
+        self._accepting = accepting
+
+    def refusal(self) -> RequestError | None:
+        """Why no call may start now (nothing could record it), or None."""
+        if self._accepting is not None and not self._accepting():
+            return LedgerUnavailable(
+                "the cost ledger and its journal cannot record calls: refusing them until they can; retry later"
+            )
+        return None
 
     async def run(self, route: Route[Query], caller: Caller, validate: Callable[[], Query]) -> Answered:
         """Runs one call; raises SettledRequestError (with the call's cost) when it fails."""
@@ -117,6 +129,12 @@ class RequestFlow:
         finally:
             if admitted:
                 self._admission.leave()
+        if _deadline_passed(caller, started):
+            # Answered too late: the caller gets DEADLINE_EXCEEDED from gRPC, and so does the ledger.
+            error = DeadlineExceeded("the answer was ready after the caller's deadline")
+            info = self._settlement.settle(request_id, caller.tenant, tally, error.status)
+            await self._settlement.commit()
+            raise SettledRequestError(error, info)
         info = self._settlement.settle(request_id, caller.tenant, tally, "OK")
         await self._settlement.commit()
         return Answered(answer, info)
@@ -175,8 +193,10 @@ class RequestFlow:
             tally.cache_ops += 1
 
 
+def _deadline_passed(caller: Caller, started: float) -> bool:
+    return caller.time_remaining_s is not None and time.monotonic() - started >= caller.time_remaining_s
+
+
 def _cancelled_status(caller: Caller, started: float) -> str:
     """DEADLINE_EXCEEDED when the caller's deadline had run out, else CANCELLED (the caller left)."""
-    if caller.time_remaining_s is not None and time.monotonic() - started >= caller.time_remaining_s:
-        return "DEADLINE_EXCEEDED"
-    return "CANCELLED"
+    return "DEADLINE_EXCEEDED" if _deadline_passed(caller, started) else "CANCELLED"

@@ -108,6 +108,7 @@ class Gateway:
             payload_bytes=payload_bytes,
             budget_check=self._accounting.should_shed if settings.budgets else None,
             admission=Admission(settings.max_concurrent_calls, tenant_rates(settings.tenants)),
+            accepting=self._ledger_accepting,
         )
         limits = Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length, settings.max_query_chars)
         callers = _callers(settings, on_refused=lambda reason: health_metrics.refused.labels(reason).inc())
@@ -166,13 +167,20 @@ class Gateway:
             ", ".join(tenant.id for tenant in self.settings.tenants),
         )
 
+    def _ledger_accepting(self) -> bool:
+        """Whether calls may start: the ledger or its journal takes records, or the gateway is
+        set to fail open."""
+        return self.settings.ledger_fail_open or self._accounting.writer.healthy
+
     async def _watch_readiness(self) -> None:
         """Re-checks every endpoint of every pool and mirrors it in the standard health service:
-        a service is SERVING when some pool can serve its model, the server ("") when all are."""
+        a service is SERVING when some pool can serve its model (and the cost ledger can record
+        its calls), the server ("") when all are."""
         poll_s = self.settings.readiness_poll_s
         while True:
             await self._router.check_readiness(timeout_s=poll_s)
-            ready = {service: model.state.ready for service, model in self._models.items()}
+            accepting = self._ledger_accepting()
+            ready = {service: model.state.ready and accepting for service, model in self._models.items()}
             for service, serving in ready.items():
                 await self._health.set(service, _status(serving))
             await self._health.set("", _status(all(ready.values())))

@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 from costing.ledger.schema import COST_RECORDS
 from costing.ledger.sql import (
@@ -111,13 +112,19 @@ def sqlite_url(path: Path | str) -> str:
 
 def open_ledger(url: str, *, create: bool = True, schema: str | None = None) -> SqlLedger:
     """Open the ledger at ``url``: ``sqlite:///relative/path`` or ``sqlite:////absolute/path``
-    (SQLAlchemy's convention), or ``postgresql://user@host:port/db`` (``schema``: the
-    PostgreSQL schema to use). Without ``create`` the ledger must exist (reports)."""
+    (SQLAlchemy's convention; ``?max_pages=N`` caps the file at N SQLite pages, a bound on its
+    disk use), or ``postgresql://user@host:port/db`` (``schema``: the PostgreSQL schema to use).
+    Without ``create`` the ledger must exist (reports)."""
     if url.startswith(SQLITE_SCHEME):
-        path = url[len(SQLITE_SCHEME) :]
+        path, _, query = url[len(SQLITE_SCHEME) :].partition("?")
         if not path:
             raise LedgerError(f"ledger URL {url!r} names no file")
-        return SqliteLedger(Path(path), create=create)
+        options = dict(parse_qsl(query))
+        unknown = set(options) - {"max_pages"}
+        if unknown or not options.get("max_pages", "1").isdigit():
+            raise LedgerError(f"ledger URL {url!r}: the only SQLite option is max_pages=<number of pages>")
+        max_pages = int(options["max_pages"]) if "max_pages" in options else None
+        return SqliteLedger(Path(path), create=create, max_pages=max_pages)
     if url.startswith(POSTGRES_SCHEMES):
         from costing.ledger.postgres import PostgresLedger  # psycopg is needed only for this backend
 

@@ -85,7 +85,10 @@ class Journal:
         self._count = 0
 
     def count(self) -> int:
-        """Records waiting in the journal."""
+        """Records waiting in the journal (0 when it cannot even be read: nothing to replay)."""
         if self._count is None:
-            self._count = len(self.read())
+            try:
+                self._count = len(self.read())
+            except JournalError:
+                return 0
         return self._count

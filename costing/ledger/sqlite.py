@@ -23,11 +23,14 @@ class SqliteLedger(SqlLedger):
 
     dialect = SQLITE
 
-    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+    def __init__(self, path: Path | str, *, create: bool = True, max_pages: int | None = None) -> None:
         """Open the ledger at ``path``; with ``create`` make its directory and schema if needed,
         without it raise LedgerError unless an existing ledger is there (for read-only use).
-        An older ledger is upgraded in place (missing tables and columns are added)."""
+        An older ledger is upgraded in place (missing tables and columns are added).
+        ``max_pages`` caps the file (SQLite's max_page_count): a write past it fails as on a
+        full disk."""
         self.path = Path(path)
+        self._max_pages = max_pages
         self.description = str(self.path)
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +59,8 @@ class SqliteLedger(SqlLedger):
         # batch survives power loss; it costs one fsync per batch, i.e. per flush interval.
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        if self._max_pages is not None:
+            self._conn.execute(f"PRAGMA max_page_count={int(self._max_pages)}")
         with self._conn:
             self._create_or_upgrade_schema(self._conn.execute)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from costing.ledger import COLUMNS, CostRecord, LedgerError, LedgerWriter, SqliteLedger
+from costing.ledger.journal import Journal
+from costing.ledger.writer import WriterState
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -255,3 +257,76 @@ async def test_failed_close_can_be_retried(ledger: SqliteLedger) -> None:
 def test_flush_interval_must_be_positive(ledger: SqliteLedger) -> None:
     with pytest.raises(ValueError, match="positive"):
         LedgerWriter(ledger, flush_interval_s=0)
+
+
+# --- the journal: no answered request without a durable record -----------------------------
+
+
+async def test_a_failing_database_sends_batches_to_the_journal_and_they_are_replayed(ledger, tmp_path) -> None:
+    sink = FlakyLedger(ledger, failures=3)
+    states: list[tuple[WriterState, int]] = []
+    journal = Journal(tmp_path / "journal.jsonl")
+    writer = LedgerWriter(sink, flush_interval_s=3600, journal=journal, on_state=lambda s, n: states.append((s, n)))
+    records = [make_record(index) for index in range(30)]
+    for batch in (records[:10], records[10:20]):
+        for record in batch:
+            writer.record(record)
+        assert await writer.flush() == 0, "nothing reached the database..."
+        assert writer.pending == 0, "...but nothing waits in memory either"
+    assert journal.count() == 20 and writer.state is WriterState.JOURNALING and writer.healthy
+    assert [r.request_id for r in Journal(journal.path).read()] == [r.request_id for r in records[:20]]
+    sink.failures = 0  # the database is back
+    for record in records[20:]:
+        writer.record(record)
+    assert await writer.flush() == 30, "the new batch and the 20 journalled records"
+    assert journal.count() == 0 and not journal.path.exists()
+    assert sorted(r.request_id for r in ledger.records()) == [r.request_id for r in records]
+    assert [s for s, _ in states] == [WriterState.JOURNALING, WriterState.OK]
+    await writer.close()
+
+
+async def test_a_replay_is_idempotent_when_some_records_already_landed(ledger, tmp_path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append([make_record(0), make_record(1)])
+    ledger.write([make_record(0)])  # e.g. the write landed but its acknowledgement was lost
+    writer = LedgerWriter(ledger, flush_interval_s=3600, journal=journal)
+    assert await writer.flush() == 1
+    assert ledger.count() == 2
+
+
+async def test_when_the_journal_fails_too_the_writer_is_unhealthy_and_keeps_the_records(ledger) -> None:
+    sink = FlakyLedger(ledger, failures=1)
+    writer = LedgerWriter(sink, flush_interval_s=3600, journal=Journal(Path("/dev/full/journal.jsonl")))
+    writer.record(make_record(0))
+    with pytest.raises(sqlite3.OperationalError):
+        await writer.flush()
+    assert not writer.healthy and writer.state is WriterState.FAILING and writer.pending == 1
+    await writer.flush()  # the database answers again
+    assert writer.healthy and ledger.count() == 1
+
+
+async def test_close_never_raises_with_a_journal_and_logs_what_nothing_took(ledger, caplog) -> None:
+    sink = FlakyLedger(ledger, failures=10)
+    writer = LedgerWriter(sink, flush_interval_s=3600, journal=Journal(Path("/dev/full/journal.jsonl")))
+    writer.start()
+    writer.record(make_record(7))
+    with caplog.at_level(logging.ERROR, logger="costing.ledger"):
+        await writer.close()
+    assert "req-000007" in caplog.text, "the unwritten record is in the log, as JSON"
+
+
+async def test_memory_is_bounded_while_nothing_can_be_written(ledger) -> None:
+    dropped = []
+    writer = LedgerWriter(FlakyLedger(ledger, failures=10), flush_interval_s=3600, max_pending=5, on_drop=dropped.append)
+    for index in range(8):
+        writer.record(make_record(index))
+    assert writer.pending == 5 and sum(dropped) == 3
+
+
+def test_a_torn_journal_line_is_left_out(tmp_path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append([make_record(0), make_record(1)])
+    with journal.path.open("a") as out:
+        out.write('{"request_id": "req-torn"')  # a crash in the middle of an append
+    assert [r.request_id for r in Journal(journal.path).read()] == ["req-000000", "req-000001"]
+    assert Journal(journal.path).read()[0] == make_record(0), "a record survives the round trip exactly"

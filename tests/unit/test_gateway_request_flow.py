@@ -290,3 +290,28 @@ async def test_a_tenant_over_its_rate_is_refused_and_others_are_not(ledger, book
     await recommend(flow, route)  # one token back after a second
     await writer.close()
     assert [r.status for r in ledger.records()].count("RESOURCE_EXHAUSTED") == 1
+
+
+class SlowRoute(ScriptedRoute):
+    """Answers, but only after ``delay_s``."""
+
+    def __init__(self, delay_s):
+        super().__init__()
+        self.delay_s = delay_s
+
+    async def answer(self, query, timeout_s):
+        await asyncio.sleep(self.delay_s)
+        return await super().answer(query, timeout_s)
+
+
+async def test_an_answer_ready_after_the_callers_deadline_is_recorded_as_deadline_exceeded(ledger, book):
+    flow, writer = make_flow(ledger, book, cache=None)
+    with pytest.raises(SettledRequestError) as late:
+        await recommend(flow, SlowRoute(0.05), time_remaining_s=0.02)
+    on_time = await recommend(flow, SlowRoute(0.0), time_remaining_s=5.0)
+    await writer.close()
+    assert late.value.status == "DEADLINE_EXCEEDED"
+    assert late.value.info.cost.compute > 0, "it still pays for the compute it used"
+    assert {r.request_id: r.status for r in ledger.records()} == {
+        late.value.info.request_id: "DEADLINE_EXCEEDED", on_time.info.request_id: "OK"
+    }
