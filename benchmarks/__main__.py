@@ -111,5 +111,19 @@ def search_serving(
     _console().print(f"written to {path}")
 
 
+@app.command()
+def soak(
+    minutes: float = typer.Option(10.0, min=0.5, max=60, help="How long the steady load runs."),
+    load: float = typer.Option(0.8, min=0.1, max=1.0, help="Offered rate as a share of the measured capacity."),
+    outage_s: float = typer.Option(5.0, min=1, max=60, help="How long Redis and one Triton stay down half-way."),
+) -> None:
+    """The local stack under steady load, Redis and one Triton bounced half-way; RSS, ledger, files."""
+    from benchmarks.soak import run_soak
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = run_soak(get_settings(), get_local_settings(), minutes, load, outage_s)
+    _console().print_json(json.dumps({k: v for k, v in report.items() if k != "files_bytes"}))
+
+
 if __name__ == "__main__":
     app()

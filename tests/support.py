@@ -29,14 +29,22 @@ def unreachable_address() -> str:
 
 
 def postgres_unavailable(url: str = TEST_POSTGRES_URL) -> str | None:
-    """None when the PostgreSQL at ``url`` answers, else why not."""
-    try:
-        import psycopg
+    """None when the PostgreSQL at ``url`` answers, else why not. Only "not reachable" is a
+    reason to skip: a missing driver, bad credentials or any other error fails the test."""
+    import psycopg
 
+    try:
         with psycopg.connect(url, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S):
             return None
-    except Exception as exc:  # noqa: BLE001 - any reason is a reason to skip, and it is shown
-        return f"no PostgreSQL at {url}: {exc}"
+    except psycopg.OperationalError as exc:
+        if _unreachable(str(exc)):
+            return f"PostgreSQL is not reachable at {url}: {exc}"
+        raise
+
+
+def _unreachable(message: str) -> bool:
+    """psycopg's OperationalError covers refused connections and bad passwords alike."""
+    return any(text in message for text in ("Connection refused", "could not connect", "timeout expired", "No such file"))
 
 
 def e2e_log_path(name: str) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 from deploy.local.access import LocalAccess, provision
 from deploy.local.gateway import GatewayProcess, settings_env
 from deploy.local.ports import free_port
-from deploy.local.redis import ensure_redis
+from deploy.local.redis import RedisHandle, ensure_redis
 from deploy.local.settings import LocalStackSettings, get_local_settings
 from deploy.local.triton import TritonServer
 from gateway.settings import PoolConfig, Settings
@@ -52,7 +52,9 @@ class RunningStack:
     ledger_path: Path
     trace_file: Path
     log_dir: Path
-    access: LocalAccess  # the run's tenants and API keys (tokens in <run>/access/tokens.json)
+    access: LocalAccess  # the run's tenants and API keys (tokens in <run>/access/local-access.json)
+    redis: RedisHandle  # stops the Redis this stack started (a no-op for one that was running)
+    tritons: dict[str, TritonServer]  # pool -> server
     on_stop: Callable[..., object]  # on_stop(fn, *args): run fn(*args) first when the stack stops
 
 
@@ -105,6 +107,8 @@ def local_stack(
             trace_file=trace_file,
             log_dir=log_dir,
             access=access,
+            redis=redis,
+            tritons=tritons,
             on_stop=stack.callback,
         )
 

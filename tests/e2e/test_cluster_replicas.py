@@ -8,9 +8,9 @@ Checked with real Recommend and Search traffic:
 - Prometheus' sum of the replicas' cost counters equals the ledger's total;
 - killing one replica (SIGKILL, no drain): the other serves on, Prometheus sees it down, and
   no cost record that a caller was given is lost, i.e. every answer that reached a caller (with
-  its x-tollgate-request-id) is in the ledger. Today the gateway answers before its batch is
-  committed, so that last check is an expected failure (strict: it turns red once fixed) and
-  the test of what does hold is that only the last flush interval's records can be lost.
+  its x-tollgate-request-id) is in the ledger: the replicas run with commit-before-answer, as
+  the production manifests do. (A gateway in the default mode, which answers before its batch
+  is written, loses at most its last flush interval: tests/e2e/test_gateway_crash.py.)
 
 Run ``make test PYTEST_ARGS='-s tests/e2e/test_cluster_replicas.py'`` to see the figures.
 """

@@ -1,4 +1,5 @@
-"""A gateway that crashes loses at most the cost records of its last flush interval.
+"""The ledger writer of a crashed process loses at most the cost records of its last flush
+interval (a whole gateway SIGKILLed: tests/e2e/test_gateway_crash.py).
 
 A real child process records cost records through ``LedgerWriter`` (flush interval X) at a
 steady rate and reports, line by line, every record it made and every batch the ledger

@@ -188,12 +188,12 @@ def test_all_pools_down_is_unavailable_within_the_deadline_naming_what_is_down(g
         with pytest.raises(grpc.RpcError) as raised:
             stub.Recommend(
                 recommendation_pb2.RecommendRequest(user_id="17850", k=5, feature="home_feed"),
-                timeout=1.0,
+                timeout=10.0,
                 metadata=gateway.metadata(),
             )
         elapsed = time.monotonic() - started
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert elapsed < 1.0
+    assert elapsed < 1.0, "the gateway says so at once, long before the caller's 10 s deadline"
     details = raised.value.details()
     assert "gpu-local" in details and "cpu-local" in details and gpu_url in details and cpu_url in details
 
@@ -212,20 +212,24 @@ def test_a_deadline_shorter_than_the_model_is_deadline_exceeded_and_triton_drops
         before = client.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
         with grpc.insecure_channel(gateway.address) as channel:
             stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
-            started = time.monotonic()
             with pytest.raises(grpc.RpcError) as raised:
                 stub.Recommend(
                     recommendation_pb2.RecommendRequest(user_id="17850", k=5, feature="home_feed"),
                     timeout=0.15,
                     metadata=gateway.metadata(),
                 )
-            elapsed = time.monotonic() - started
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert elapsed < 0.4
-        time.sleep(1.0)  # past the batching delay: a call that had not been cancelled would have run by now
-        after = client.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
-        failed = int(after["inference_stats"]["fail"].get("count", 0)) - int(before["inference_stats"]["fail"].get("count", 0))
-        executed = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
-        assert (failed, executed) == (1, 0), "Triton dropped the cancelled call without running the model"
+
+        def counts() -> tuple[int, int]:
+            after = client.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
+            failed = int(after["inference_stats"]["fail"].get("count", 0)) - int(before["inference_stats"]["fail"].get("count", 0))
+            return failed, int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
+
+        # Wait (bounded) until Triton has dealt with the call: its batching delay ends 0.6 s in.
+        deadline = time.monotonic() + 10
+        while counts() == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.7)  # a call that had not been cancelled would now have run, past the batching delay
+        assert counts() == (1, 0), "Triton dropped the cancelled call without running the model"
     finally:
         server.stop()
