@@ -86,6 +86,8 @@ def run_soak(settings: Settings, local_settings: LocalStackSettings, minutes: fl
         capacity = run_load(LoadSpec(**base, concurrency=CAPACITY_CONCURRENCY, max_requests=100_000,
                                      max_seconds=CAPACITY_SECONDS, warmup_seconds=2.0))  # fmt: skip
         rate = max(1.0, load * capacity["throughput_rps"])
+        time.sleep(2 * soak_settings.ledger_flush_interval_s)
+        ok_before = _ledger_ok_rows(stack.ledger_path)  # the capacity run's
         running = start_load(LoadSpec(**base, rate=rate, concurrency=64, max_requests=int(rate * duration_s * 1.2),
                                       max_seconds=duration_s))  # fmt: skip
         rss: dict[str, int] = {}
@@ -104,7 +106,7 @@ def run_soak(settings: Settings, local_settings: LocalStackSettings, minutes: fl
         result = finish_load(running)
         watcher.join(timeout=60)
         time.sleep(2 * soak_settings.ledger_flush_interval_s)
-        ledger_ok = _ledger_ok_rows(stack.ledger_path)
+        ledger_ok = _ledger_ok_rows(stack.ledger_path) - ok_before
         files = _files(stack.log_dir.parent)
     report = {
         "measured_at_utc": stamp,
