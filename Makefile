@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install lock models protos demo serve test bench soak cluster clean
+.PHONY: help install lock models protos demo serve test bench soak mutation cluster clean
 
 help:
 	@echo "make demo    - build the models, start Redis/Triton/gateway, drive traffic, write demo-report.json"
@@ -15,6 +15,7 @@ help:
 	@echo "make models  - run the pipelines: real data -> train/encode -> evaluate -> quantize -> model_repo/"
 	@echo "make protos  - regenerate gateway/api/ from protos/"
 	@echo "make cluster - production topology on loopback: 2 gateways, 2 Triton pools, Redis, PostgreSQL, Prometheus (Ctrl-C stops it)"
+	@echo "make mutation - mutation score of the core modules (mutmut), survivors listed"
 	@echo "make soak    - 10 min at 80 % of capacity with Redis and a Triton bounced (SOAK_ARGS='--minutes 2')"
 	@echo "make bench   - performance suite (~10 min; BENCH_ARGS=--quick ~3 min): table + var/bench/latest.json; a full run also writes benchmarks/RESULTS.md"
 
@@ -73,6 +74,11 @@ test: models
 BENCH_ARGS ?=
 bench: models
 	$(PY) -m benchmarks run $(BENCH_ARGS)
+
+# Mutation testing of the core modules (tests/mutation_report.py): score per module, survivors
+# listed. A few minutes; not part of CI.
+mutation: models
+	$(PY) tests/mutation_report.py --show-survivors
 
 # The soak (benchmarks/soak.py): steady load at 80 % of capacity, Redis and one Triton bounced
 # half-way; prints RSS growth, ledger completeness and file sizes. SOAK_ARGS='--minutes 2' for a short one.

@@ -212,6 +212,9 @@ def _callers(settings: Settings, on_refused: Callable[[str], None]) -> CallerRea
     if not settings.tenants:
         raise RuntimeError("no tenants are registered: set TOLLGATE_TENANTS (README 'Security model')")
     tenants = TenantRegistry(settings.tenants, settings.undeclared_feature)
+    unknown = tenants.unknown_budget_names([(budget.scope, budget.name) for budget in settings.budgets])
+    if unknown:
+        raise RuntimeError(f"budgets name no registered tenant or declared feature: {', '.join(unknown)}")
     keys = KeyStore(settings.api_keys_file, settings.api_keys_reload_s, tenants.ids) if settings.api_keys_file else None
     cert_tenants = tenants.ids if settings.tls_client_ca_file else frozenset()
     if keys is None and not cert_tenants:

@@ -65,6 +65,13 @@ class TenantRegistry:
             return feature
         return OTHER_FEATURE if self._undeclared == "other" else INVALID_FEATURE
 
+    def unknown_budget_names(self, budgets: list[tuple[str, str]]) -> list[str]:
+        """Budgets (scope, name) that name no registered tenant or no declared feature: they
+        could never be spent, so a misspelt one must fail at start-up, not stay silent."""
+        features = set().union(*self._features.values()) if self._features else set()
+        known = {"tenant": set(self._features), "feature": features | {OTHER_FEATURE}}
+        return [f"{scope} {name!r}" for scope, name in budgets if name not in known.get(scope, set())]
+
     def feature_label(self, tenant: str, feature: str) -> str:
         """``feature`` if the tenant declared it; else ``other`` or INVALID_ARGUMENT, as configured.
         (The feature's format is validated before this.)"""

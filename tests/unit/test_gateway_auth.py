@@ -143,3 +143,11 @@ def test_undeclared_features_are_rejected_or_counted_as_other():
     # Another tenant's declared feature is not this tenant's.
     two = [*tenants, TenantConfig(id="shop-de", features=["search_box"])]
     assert TenantRegistry(two, "other").feature_label("shop-uk", "search_box") == OTHER_FEATURE
+
+
+def test_budgets_must_name_a_registered_tenant_or_a_declared_feature():
+    registry = TenantRegistry([TenantConfig(id="shop-uk", features=["home_feed"])])
+    assert registry.unknown_budget_names([("tenant", "shop-uk"), ("feature", "home_feed")]) == []
+    assert registry.unknown_budget_names([("tenant", "Shop-UK"), ("feature", "homefeed")]) == [
+        "tenant 'Shop-UK'", "feature 'homefeed'"
+    ]
