@@ -79,10 +79,13 @@ class RequestFlow:
         budget_check: BudgetCheck | None = None,
         admission: Admission | None = None,
         accepting: Callable[[], bool] | None = None,
+        deadline_margin_s: float = 0.0,
     ) -> None:
         """``payload_bytes``: the size of an answer as sent to the caller (priced as egress).
         ``accepting``: False while calls must be refused before they start (the cost ledger can
-        record nothing: fail closed)."""
+        record nothing: fail closed). ``deadline_margin_s``: the model call ends this long before
+        the caller's deadline (at most half the time left), so the gateway, not the caller's
+        deadline, ends a call the model is too slow for, and the caller gets its cost trailers."""
         self._cache = cache
         self._settlement = settlement
         self._default_deadline_s = default_deadline_s
@@ -90,6 +93,7 @@ class RequestFlow:
         self._budget_check = budget_check
         self._admission = admission or Admission(None, {})
         self._accepting = accepting
+        self._deadline_margin_s = deadline_margin_s
 
     def refusal(self) -> RequestError | None:
         """Why no call may start now (nothing could record it), or None."""
@@ -111,7 +115,7 @@ class RequestFlow:
                 admitted = True
                 query = validate()
                 self._admit(tally.feature, caller.tenant)
-            answer = await self._answer(route, query, caller, tally)
+            answer = await self._answer(route, query, caller, tally, started)
             with tally.meter:
                 tally.response_bytes = self._payload_bytes(answer)
         except RequestError as error:
@@ -146,7 +150,9 @@ class RequestFlow:
         if decision.shed:
             raise BudgetExhausted(decision.message)
 
-    async def _answer(self, route: Route[Query], query: Query, caller: Caller, tally: UsageTally) -> ModelAnswer:
+    async def _answer(
+        self, route: Route[Query], query: Query, caller: Caller, tally: UsageTally, started: float
+    ) -> ModelAnswer:
         state = route.model.state
         if not state.build_id:
             raise BackendUnavailable(f"{route.rpc} unavailable: {state.reason}")
@@ -160,7 +166,7 @@ class RequestFlow:
             tally.avoided_compute_ns, tally.avoided_pool = cached.answer.compute_ns, cached.pool
             return cached.answer
 
-        timeout_s = caller.time_remaining_s if caller.time_remaining_s is not None else self._default_deadline_s
+        timeout_s = self._model_timeout_s(caller, started)
         with tracer.start_as_current_span("triton.infer", attributes={attr.MODEL_NAME: route.model.name}) as span:
             answer, placement = await route.answer(query, timeout_s)
             tally.compute_ns, tally.model_version = answer.compute_ns, answer.model_version
@@ -175,6 +181,13 @@ class RequestFlow:
             )
         await self._cache_store(key, CachedAnswer(answer, placement.pool), tally)
         return answer
+
+    def _model_timeout_s(self, caller: Caller, started: float) -> float:
+        """What is left of the caller's deadline, less the margin; the default without one."""
+        if caller.time_remaining_s is None:
+            return self._default_deadline_s
+        left_s = caller.time_remaining_s - (time.monotonic() - started)
+        return left_s - min(self._deadline_margin_s, max(left_s, 0.0) / 2)
 
     async def _cache_lookup(self, key: str, tally: UsageTally) -> CachedAnswer | None:
         if self._cache is None:

@@ -105,6 +105,7 @@ class Gateway:
             cache=self._cache,
             settlement=settlement,
             default_deadline_s=settings.default_deadline_s,
+            deadline_margin_s=settings.deadline_margin_s,
             payload_bytes=payload_bytes,
             budget_check=self._accounting.should_shed if settings.budgets else None,
             admission=Admission(settings.max_concurrent_calls, tenant_rates(settings.tenants)),

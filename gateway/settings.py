@@ -42,6 +42,10 @@ class Settings(CostingSettings):
     default_deadline_s: float = Field(
         2.0, gt=0, description="Deadline applied to the Triton call when the caller sends none."
     )
+    deadline_margin_s: float = Field(
+        0.03, ge=0, description="The gateway stops waiting for the model this long (at most half the time left) before "
+        "the caller's deadline, so the caller gets its DEADLINE_EXCEEDED with the request id and cost trailers.",
+    )
     reflection_enabled: bool = Field(
         True, description="Serve gRPC reflection (grpcurl without proto files); off in production."
     )
@@ -165,6 +169,13 @@ class Settings(CostingSettings):
         description="OTLP/gRPC collector, e.g. http://otel-collector:4317 (the standard OTEL_ variables work too).",
     )
     trace_file: Path = Field(REPO_ROOT / "var" / "spans.jsonl", description="Span file for trace_exporter=file.")
+    trace_file_max_bytes: int = Field(
+        64 * 2**20, ge=1, description="The span file is rotated (spans.jsonl -> spans.jsonl.1) when it would grow past this."
+    )
+    trace_file_backups: int = Field(
+        3, ge=0, description="Rotated span files kept; older ones are deleted, so a run's spans take at most "
+        "(backups + 1) x trace_file_max_bytes.",
+    )
     service_name: str = Field("tollgate-gateway", description="OpenTelemetry service.name of the gateway.")
 
     def effective_pools(self) -> list[PoolConfig]:

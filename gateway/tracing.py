@@ -2,48 +2,19 @@
 
 ``auto`` (the default) exports over OTLP/gRPC when an endpoint is configured
 (``TOLLGATE_OTLP_ENDPOINT`` or the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``) and nowhere
-otherwise; ``file`` writes one JSON span per line, for people without a tracing backend and
-for tests.
+otherwise; ``file`` writes one JSON span per line (rotated: gateway/span_file.py), for people
+without a tracing backend and for tests.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Sequence
-from pathlib import Path
-
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
-    SpanExportResult,
-)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from gateway.settings import Settings
-
-
-class JsonLinesSpanExporter(SpanExporter):
-    """Appends each finished span to a file as one line of JSON."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = "".join(json.dumps(json.loads(span.to_json()), separators=(",", ":")) + "\n" for span in spans)
-        with self._lock:
-            self._file.write(lines)
-            self._file.flush()
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._file.close()
+from gateway.span_file import JsonLinesSpanExporter
 
 
 def _exporter(settings: Settings) -> SpanExporter | None:
@@ -55,7 +26,7 @@ def _exporter(settings: Settings) -> SpanExporter | None:
     if settings.trace_exporter == "console":
         return ConsoleSpanExporter()
     if settings.trace_exporter == "file":
-        return JsonLinesSpanExporter(settings.trace_file)
+        return JsonLinesSpanExporter(settings.trace_file, settings.trace_file_max_bytes, settings.trace_file_backups)
     return None
 
 

@@ -26,6 +26,7 @@ from deploy.local.redis import RedisHandle, ensure_redis
 from deploy.local.settings import LocalStackSettings, get_local_settings
 from deploy.local.triton import TritonServer
 from gateway.settings import PoolConfig, Settings
+from gateway.span_file import span_files
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def local_stack(
     log_dir = run_dir / "logs"
     ledger_path, trace_file = run_dir / "ledger.sqlite", run_dir / "spans.jsonl"
     if fresh_ledger:
-        for stale in (ledger_path, trace_file, *ledger_path.parent.glob("ledger.sqlite-*")):
+        for stale in (ledger_path, *span_files(trace_file), *ledger_path.parent.glob("ledger.sqlite-*")):
             stale.unlink(missing_ok=True)
     with contextlib.ExitStack() as stack:
         redis = ensure_redis(settings.redis_url, log_dir)

@@ -201,7 +201,9 @@ def test_all_pools_down_is_unavailable_within_the_deadline_naming_what_is_down(g
 def test_a_deadline_shorter_than_the_model_is_deadline_exceeded_and_triton_drops_the_call(
     model_repository, gateway_factory
 ):
-    """A 600 ms batching delay (a real Triton setting) makes the model slower than a 150 ms deadline."""
+    """A 600 ms batching delay (a real Triton setting) makes the model slower than a 150 ms deadline.
+    The gateway ends the call a margin before the caller's deadline, so the caller gets the
+    gateway's DEADLINE_EXCEEDED with the request id and cost trailers, not its own."""
     server = start_triton(model_repository, "slow-batching")
     try:
         client = triton_grpc.InferenceServerClient(server.grpc_url)
@@ -219,6 +221,10 @@ def test_a_deadline_shorter_than_the_model_is_deadline_exceeded_and_triton_drops
                     metadata=gateway.metadata(),
                 )
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "did not answer" in raised.value.details(), "the gateway's message, not the caller's own deadline"
+        trailers = dict(raised.value.trailing_metadata() or ())
+        assert len(trailers.get("x-tollgate-request-id", "")) == 32
+        assert float(trailers["x-tollgate-cost"]) > 0
 
         def counts() -> tuple[int, int]:
             after = client.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]

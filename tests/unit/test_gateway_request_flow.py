@@ -78,7 +78,10 @@ def book():
     return load_price_book(Settings().price_book_path)
 
 
-def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_answer=False, durations=None, admission=None):
+def make_flow(
+    ledger, book, cache="memory", budget_check=None, commit_before_answer=False, durations=None, admission=None,
+    deadline_margin_s=0.0,
+):
     writer = LedgerWriter(ledger, flush_interval_s=60)
     observe = (lambda rpc, seconds: durations.append((rpc, seconds))) if durations is not None else None
     flow = RequestFlow(
@@ -88,6 +91,7 @@ def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_ans
         payload_bytes=payload_bytes,
         budget_check=budget_check,
         admission=admission,
+        deadline_margin_s=deadline_margin_s,
     )
     return flow, writer
 
@@ -132,7 +136,20 @@ async def test_the_callers_deadline_bounds_the_model_call(ledger, book):
     flow, _ = make_flow(ledger, book)
     await recommend(flow, route, time_remaining_s=0.25)
     await recommend(flow, route, user_id="other")
-    assert route.timeouts == [0.25, 1.5]
+    assert route.timeouts[0] == pytest.approx(0.25, abs=0.01), "what is left of the deadline"
+    assert route.timeouts[1] == 1.5, "the default without one"
+
+
+async def test_the_model_call_ends_a_margin_before_the_callers_deadline(ledger, book):
+    """So the gateway, not the caller's own deadline, ends a call the model is too slow for."""
+    route = ScriptedRoute()
+    flow, _ = make_flow(ledger, book, deadline_margin_s=0.03)
+    await recommend(flow, route, time_remaining_s=1.0)
+    await recommend(flow, route, user_id="short", time_remaining_s=0.02)
+    await recommend(flow, route, user_id="none")
+    assert route.timeouts[0] == pytest.approx(0.97, abs=0.01)
+    assert route.timeouts[1] == pytest.approx(0.01, abs=0.005), "at most half the time left"
+    assert route.timeouts[2] == 1.5, "no deadline: the default, whole"
 
 
 async def test_without_a_cache_every_call_reaches_the_model_and_makes_no_cache_op(ledger, book):
