@@ -10,7 +10,7 @@ import pytest
 from gateway.api_keys import KeyFile, KeyStore, KeyStoreError, Principal, Role
 from gateway.authentication import CERT_COMMON_NAME, Authenticator, require
 from gateway.errors import InvalidArgument, PermissionDenied, Unauthenticated
-from gateway.tenants import OTHER_FEATURE, TenantConfig, TenantRegistry
+from gateway.tenants import INVALID_FEATURE, OTHER_FEATURE, TenantConfig, TenantRegistry, tenant_rates
 
 
 @pytest.fixture
@@ -151,3 +151,29 @@ def test_budgets_must_name_a_registered_tenant_or_a_declared_feature():
     assert registry.unknown_budget_names([("tenant", "Shop-UK"), ("feature", "homefeed")]) == [
         "tenant 'Shop-UK'", "feature 'homefeed'"
     ]
+
+
+def test_tenant_rates_come_from_the_config_with_a_one_second_burst_by_default():
+    tenants = [
+        TenantConfig(id="a", features=["home_feed"], rate_per_s=50, burst=200),
+        TenantConfig(id="b", features=["home_feed"], rate_per_s=0.5),
+        TenantConfig(id="c", features=["home_feed"]),
+    ]
+    rates = tenant_rates(tenants)
+    assert set(rates) == {"a", "b"}, "a tenant without a rate is not limited"
+    assert (rates["a"].per_second, rates["a"].burst) == (50, 200)
+    assert (rates["b"].per_second, rates["b"].burst) == (0.5, 1.0), "at least one call of burst"
+
+
+def test_labels_are_the_feature_other_or_invalid_never_what_the_caller_sent():
+    registry = TenantRegistry([TenantConfig(id="shop-uk", features=["home_feed"])])
+    assert registry.label("shop-uk", "home_feed") == "home_feed"
+    assert registry.label("shop-uk", "cart_upsell") == INVALID_FEATURE
+    assert registry.label("shop-uk", "Home Feed") == INVALID_FEATURE
+    assert registry.label("nobody", "home_feed") == INVALID_FEATURE
+    counting = TenantRegistry([TenantConfig(id="shop-uk", features=["home_feed"])], "other")
+    assert counting.label("shop-uk", "cart_upsell") == OTHER_FEATURE
+    assert counting.label("shop-uk", "Bad Label") == INVALID_FEATURE, "malformed is invalid even when counting"
+    assert registry.ids == frozenset({"shop-uk"})
+    with pytest.raises(InvalidArgument, match=r"'cart_upsell' is not declared for tenant shop-uk \(declared: home_feed\)"):
+        registry.feature_label("shop-uk", "cart_upsell")

@@ -197,3 +197,22 @@ async def test_a_slow_cache_operation_is_cut_at_its_budget():
     started = loop.time()
     assert await cache.get("k") is None
     assert loop.time() - started < 1.0
+
+
+def test_the_breaker_opens_only_after_its_threshold_and_reports_each_change():
+    now = [0.0]
+    breaker = CircuitBreaker(3, 5.0, clock=lambda: now[0])
+    assert [breaker.failure(), breaker.failure()] == [False, False] and breaker.allow()
+    breaker.success()  # a success in between resets the count
+    assert [breaker.failure(), breaker.failure(), breaker.failure()] == [False, False, True], "opened on the 3rd"
+    assert breaker.is_open and not breaker.allow()
+    now[0] = 4.99
+    assert not breaker.allow(), "still cooling down"
+    now[0] = 5.0
+    assert breaker.allow() and not breaker.allow(), "one probe at a time"
+    assert breaker.failure() is False, "a failed probe re-opens, but is not a new opening"
+    assert breaker.is_open and not breaker.allow()
+    now[0] = 10.0
+    assert breaker.allow()
+    assert breaker.success() is True and not breaker.is_open and breaker.allow()
+    assert breaker.success() is False, "closing is reported once"
