@@ -20,7 +20,9 @@ ACME = BudgetConfig(scope="tenant", name="acme", usd_per_month=100.0)
 
 
 def spend(index: int, amount: float, *, feature: str = "home_feed", tenant: str = "acme", at: dt.datetime = NOW):
-    return make_record(index, feature=feature, tenant=tenant, cost_total=amount, timestamp=at)
+    return make_record(
+        index, feature=feature, tenant=tenant, cost_compute=amount, cost_gateway=0.0, cost_cache=0.0, timestamp=at
+    )
 
 
 def tracker(metrics: CostMetrics | None = None, now: dt.datetime = NOW) -> BudgetTracker:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.unit.costing_factories import record_from
 from costing.cli import cost_app
 from costing.ledger import CostRecord, SqliteLedger
 from costing.settings import get_costing_settings
@@ -20,7 +21,7 @@ runner = CliRunner()
 
 
 def make_record(index: int, feature: str, tenant: str, day: int) -> CostRecord:
-    return CostRecord(
+    return record_from(
         request_id=f"req-{index}",
         timestamp=dt.datetime(2026, 11, day, 10, index, tzinfo=dt.UTC),
         rpc="Recommend",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.costing_factories import record_from
 from costing.ledger import COLUMNS, CostRecord, LedgerError, LedgerWriter, SqliteLedger
 from costing.ledger.journal import Journal
 from costing.ledger.writer import WriterState
@@ -48,7 +49,7 @@ def make_record(index: int, *, timestamp: dt.datetime | None = None, **overrides
         "price_book_version": "test-1",
     }
     fields.update(overrides)
-    return CostRecord(**fields)  # type: ignore[arg-type]
+    return record_from(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.costing_factories import record_from
 from costing.ledger import CostRecord, SqliteLedger
 from costing.report import GROUP_KEYS, ReportRow, build_report
 from costing.report_render import render
@@ -52,7 +53,7 @@ def make_record(index: int, **overrides: object) -> CostRecord:
         "price_book_version": "test-1",
     }
     fields.update(overrides)
-    return CostRecord(**fields)  # type: ignore[arg-type]
+    return record_from(**fields)  # type: ignore[arg-type]
 
 
 RECORDS = [make_record(index) for index in range(90)]

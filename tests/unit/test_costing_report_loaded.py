@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.unit.costing_factories import record_from
 from costing.chart import write_cost_chart
 from costing.cost import Usage, price_request
 from costing.ledger import SqliteLedger
@@ -43,7 +44,7 @@ def priced(index: int, book: PriceBook, start: dt.datetime) -> CostRecord:
         response_bytes=800,
     )
     cost = price_request(usage, book)
-    return CostRecord(
+    return record_from(
         request_id=f"{start:%d%H%M}-{index}", timestamp=start + dt.timedelta(seconds=index % 60), rpc="Recommend",
         feature=feature, tenant=("acme", "globex")[index % 2], model="recommender", model_version="1",
         pool=usage.pool, device="" if hit else "cpu", cache_hit=hit, status="OK", compute_ns=cost.compute_ns,
