@@ -129,10 +129,8 @@ class Dialect:
     def add_column(self, table: Table, column: Column) -> str:
         """ALTER TABLE adding ``column`` (which has a default) to an older ledger."""
         null = "" if column.nullable else " NOT NULL"
-        return (
-            f"ALTER TABLE {table.name} ADD COLUMN {column.name} {self.types[column.kind]}{null} "
-            f"DEFAULT {self._literal(column.default)}"
-        )
+        default = "NULL" if column.default is None else self._literal(column.default)
+        return f"ALTER TABLE {table.name} ADD COLUMN {column.name} {self.types[column.kind]}{null} DEFAULT {default}"
 
     def insert_ignore(self, table: Table) -> str:
         """INSERT of one row that skips a row whose key is already there."""

@@ -216,6 +216,12 @@ class BookingCursor:
         self._cursor.execute(d.insert_ignore(COST_BOOKINGS), d.to_row(COST_BOOKINGS, booking))
         if self._cursor.rowcount != 1:
             raise LedgerError(f"a window ending {booking.window_end} is already booked")
+        if booking.kind == "opening":  # records from before bookings began (an older ledger) open nothing
+            end = d.timestamp_param(booking.window_end)
+            self._cursor.execute(
+                d.sql(f"UPDATE {COST_RECORDS.name} SET booked_in = ? WHERE booked_in IS NULL AND timestamp < ?"),
+                (end, end),
+            )
         if charges:
             self._cursor.executemany(d.insert_ignore(ORIGIN_CHARGES), [d.to_row(ORIGIN_CHARGES, c) for c in charges])
         if allocated:
@@ -261,8 +267,9 @@ class SqlLedger:
                 raise LedgerError(f"{self.description} is not a cost ledger ({exc})") from None
             for statement in self.dialect.legacy_money_statements(table, existing):
                 execute(statement)
+            converted = {new for old, new in table.legacy_money if old in existing}
             for column in missing:
-                if column.name not in {new for _, new in table.legacy_money}:
+                if column.name not in converted:
                     execute(self.dialect.add_column(table, column))
         for statement in schema_statements(self.dialect):
             execute(statement)

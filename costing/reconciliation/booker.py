@@ -59,7 +59,7 @@ class WindowBooker:
         if not 0 <= grace_s < window_s:
             raise ValueError(f"grace_s must be in [0, window_s), got {grace_s} for a window of {window_s}")
         self._ledger = ledger
-        self._book = book
+        self._prices = book
         self._readers = tuple(readers)
         self.meter = meter
         self._window_s = window_s
@@ -111,7 +111,7 @@ class WindowBooker:
 
     async def _book_until(self, end: dt.datetime, triton: Mapping[str, PoolReading | None]) -> BookedWindow | None:
         try:
-            result = await asyncio.to_thread(self._ledger.book, lambda cursor: self._book(cursor, end, triton))
+            result = await asyncio.to_thread(self._ledger.book, lambda cursor: self._book_in(cursor, end, triton))
         except Exception:  # noqa: BLE001 - one failed booking must not stop the next ones
             log.exception("booking the window ending %s failed", end.isoformat())
             return None
@@ -121,10 +121,10 @@ class WindowBooker:
                 self._on_booked(result)
         return result
 
-    def _book(self, cursor: BookingCursor, end: dt.datetime, triton: Mapping[str, PoolReading | None]) -> BookedWindow | None:
+    def _book_in(self, cursor: BookingCursor, end: dt.datetime, triton: Mapping[str, PoolReading | None]) -> BookedWindow | None:
         last = cursor.last_booking()
         if last is None:
-            cursor.store(opening(end, self._book, self.meter.replica, _answered(triton)), [], [])
+            cursor.store(opening(end, self._prices, self.meter.replica, _answered(triton)), [], [])
             return None
         if last.window_end >= end:
             return None  # another replica booked it
@@ -133,7 +133,7 @@ class WindowBooker:
             last.window_end,
             end,
             usage,
-            self._book,
+            self._prices,
             BookingState.from_json(last.state),
             triton=triton,
             replicas=cursor.replicas(),
@@ -150,7 +150,7 @@ class WindowBooker:
     def _open(self, now: dt.datetime, triton: Mapping[str, PoolReading | None]) -> None:
         def work(cursor: BookingCursor) -> None:
             if cursor.last_booking() is None:
-                cursor.store(opening(now, self._book, self.meter.replica, _answered(triton)), [], [])
+                cursor.store(opening(now, self._prices, self.meter.replica, _answered(triton)), [], [])
 
         self._ledger.book(work)
 

@@ -19,7 +19,8 @@ def record_from(**fields: Any) -> CostRecord:
     fields.pop("cost_total_pico", None)
     for part in _PARTS:
         if f"cost_{part}" in fields:
-            fields[f"cost_{part}_pico"] = to_pico(fields.pop(f"cost_{part}"))
+            amount = fields.pop(f"cost_{part}")
+            fields.setdefault(f"cost_{part}_pico", to_pico(amount))  # an explicit pico amount wins
         fields.setdefault(f"cost_{part}_pico", 0)
     fields["cost_total_pico"] = sum(fields[f"cost_{part}_pico"] for part in _PARTS if part != "avoided")
     return CostRecord(**fields)
