@@ -35,16 +35,18 @@ from costing.records import AllocatedCharge, OriginCharge
 PROVIDER = "Tollgate"
 BILLING_ACCOUNT_ID = "tollgate"
 BILLING_ACCOUNT_NAME = "Tollgate inference gateway"
-INVOICE_ISSUER = "Tollgate (internal showback, priced at public cloud list prices)"
+# The platform team issues this internal showback and provides the resources: issuer = provider
+# (FOCUS reads a different issuer as a marketplace, whose BilledCost must be 0).
+INVOICE_ISSUER = PROVIDER
 
-# kind -> (ServiceCategory, ServiceName, ResourceType, PricingUnit)
-SERVICES: dict[str, tuple[str, str, str, str]] = {
-    "compute": ("AI and Machine Learning", "Tollgate model serving (Triton)", "Triton pool model", "Hours"),
-    "gateway": ("Compute", "Tollgate gateway", "Gateway replica", "Hours"),
-    "cache": ("Databases", "Tollgate result cache (Redis)", "Cache node", "Hours"),
-    "egress": ("Networking", "Tollgate response egress", "Network path", "GB"),
-    "storage": ("Storage", "Tollgate storage", "Volume", "Hours"),
-    "operations": ("Management and Governance", "Tollgate operations", "Operations", "Hours"),
+# kind -> (ServiceCategory, ServiceSubcategory, ServiceName, ResourceType, PricingUnit)
+SERVICES: dict[str, tuple[str, str, str, str, str]] = {
+    "compute": ("AI and Machine Learning", "Machine Learning", "Tollgate model serving (Triton)", "Triton pool model", "Hours"),
+    "gateway": ("Compute", "Containers", "Tollgate gateway", "Gateway replica", "Hours"),
+    "cache": ("Databases", "Caching", "Tollgate result cache (Redis)", "Cache node", "Hours"),
+    "egress": ("Networking", "Network Connectivity", "Tollgate response egress", "Network path", "GB"),
+    "storage": ("Storage", "Block Storage", "Tollgate storage", "Volume", "Hours"),
+    "operations": ("Management and Governance", "Other (Management and Governance)", "Tollgate operations", "Operations", "Hours"),
 }
 
 COLUMNS: tuple[str, ...] = (
@@ -67,10 +69,12 @@ COLUMNS: tuple[str, ...] = (
     "PricingUnit",
     "ConsumedQuantity",
     "ConsumedUnit",
+    "InvoiceId",
     "InvoiceIssuerName",
     "ProviderName",
     "PublisherName",
     "ServiceCategory",
+    "ServiceSubcategory",
     "ServiceName",
     "ResourceId",
     "ResourceName",
@@ -109,7 +113,7 @@ def focus_rows(charges: Sequence[OriginCharge], allocated: Sequence[AllocatedCha
 
 
 def _common(charge: OriginCharge) -> dict[str, object]:
-    category, service, resource_type, unit = SERVICES[charge.kind]
+    category, subcategory, service, resource_type, unit = SERVICES[charge.kind]
     period_start, period_end = month_bounds(charge.window_start)
     hours = Decimal(ns_since_epoch(charge.window_end) - ns_since_epoch(charge.window_start)) / NS_PER_HOUR
     if charge.kind == "egress":
@@ -134,10 +138,12 @@ def _common(charge: OriginCharge) -> dict[str, object]:
         "PricingUnit": unit,
         "ConsumedQuantity": _quantity(consumed) if consumed_unit else None,
         "ConsumedUnit": consumed_unit or None,
+        "InvoiceId": f"showback-{period_start:%Y-%m}",  # the month's (provisional) showback statement
         "InvoiceIssuerName": INVOICE_ISSUER,
         "ProviderName": PROVIDER,
         "PublisherName": PROVIDER,
         "ServiceCategory": category,
+        "ServiceSubcategory": subcategory,
         "ServiceName": service,
         "ResourceId": charge.resource,
         "ResourceName": charge.resource,

@@ -232,3 +232,109 @@ def test_each_gateway_replica_is_charged_its_process_cpu(scenario: Scenario) -> 
         assert measured == reading.process_cpu_ns, "all of the process's CPU is booked"
         assert 0 < metered < measured, "the per-request meter sees part of it; the rest is overhead"
         assert sum(c.overhead_pico for c in mine) > 0 and sum(c.idle_pico for c in mine) > 0
+
+
+# --- the FOCUS export ------------------------------------------------------------------------------
+
+FOCUS_VENV = Path(__file__).resolve().parents[2] / ".venv" / "focus-validator"  # ignored by git, like .venv
+FOCUS_REQUIREMENTS = Path(__file__).resolve().parent / "focus_validator" / "requirements.txt"
+FOCUS_VERSION = "1.2.0.1"
+# Rules whose condition the validator cannot evaluate on any dataset. InvoiceId-C-004-C says
+# InvoiceId MUST be null "when the charge is not associated with an invoice or a pre-generated
+# provisional invoice"; the validator checks it unconditionally, as it does C-005-C (MUST NOT be
+# null when it is), so one of the two always fails. Our rows belong to the month's provisional
+# showback statement (InvoiceId "showback-YYYY-MM"): C-005-C applies, C-004-C does not.
+NOT_APPLICABLE = {"InvoiceId-C-004-C"}
+
+
+def python_312() -> Path:
+    import os
+    import shutil
+
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    for candidate in (root / "versions" / "3.12.1" / "bin" / "python", shutil.which("python3.12")):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    raise AssertionError(
+        "the FOCUS validator needs Python 3.12: install it (pyenv install 3.12.1) - see shared/notes/focus-validator.md"
+    )
+
+
+@pytest.fixture(scope="session")
+def focus_validator() -> Path:
+    """The validator's own Python 3.12 venv under .venv/focus-validator, built from the pinned
+    requirements when missing; the test fails with the reason when it cannot be built."""
+    import subprocess
+    import sys
+
+    executable = FOCUS_VENV / "bin" / "focus-validator"
+    stamp = FOCUS_VENV / ".requirements"
+    if not executable.exists() or not stamp.exists() or stamp.read_text() != FOCUS_REQUIREMENTS.read_text():
+        steps = [
+            [str(python_312()), "-m", "venv", "--clear", str(FOCUS_VENV)],
+            [str(FOCUS_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(FOCUS_REQUIREMENTS)],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                raise AssertionError(f"cannot build the FOCUS validator ({' '.join(step)}):\n{done.stderr[-2000:]}")
+        stamp.write_text(FOCUS_REQUIREMENTS.read_text())
+    assert sys.version_info >= (3, 11)
+    return executable
+
+
+def validate(validator: Path, data_file: Path) -> tuple[set[str], str]:
+    """Run the validator offline on ``data_file``; the ids of the rules it reports violated."""
+    import re
+    import subprocess
+
+    site_packages = next((validator.parent.parent / "lib").glob("python3.12/site-packages"))
+    done = subprocess.run(
+        [str(validator), "--data-file", str(data_file), "--validate-version", FOCUS_VERSION, "--block-download"],
+        cwd=site_packages,  # it opens focus_validator/rules/currency_codes.csv by a relative path
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert "Total:" in output, output[-3000:]
+    violated = set(re.findall(r"^- (\S+): violations=[1-9]", output, flags=re.MULTILINE))
+    return violated, output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_focus_export_validates_and_allocations_add_up_to_their_origin(
+    scenario: Scenario, focus_validator: Path, tmp_path: Path, suffix: str
+) -> None:
+    import csv
+    from decimal import Decimal
+
+    from typer.testing import CliRunner
+
+    from costing.cli import cost_app
+
+    export = tmp_path / f"focus{suffix}"
+    result = CliRunner().invoke(
+        cost_app, ["export", "--format", "focus", "--ledger", str(scenario.ledger_path), "--output", str(export)]
+    )
+    assert result.exit_code == 0, result.output
+    violated, output = validate(focus_validator, export)
+    assert violated <= NOT_APPLICABLE, f"FOCUS violations beyond the documented ones: {violated - NOT_APPLICABLE}\n{output[-4000:]}"
+    if suffix == ".csv":
+        rows = list(csv.DictReader(export.open(encoding="utf-8")))
+    else:
+        import pyarrow.parquet as pq
+
+        rows = [{k: ("" if v is None else str(v)) for k, v in row.items()} for row in pq.read_table(export).to_pylist()]
+    origin = {(r["ChargePeriodStart"], r["ResourceId"]): Decimal(r["EffectiveCost"]) for r in rows if r["x_RowType"] == "origin"}
+    allocated: dict[tuple[str, str], Decimal] = {}
+    for row in rows:
+        if row["x_RowType"] == "allocated":
+            assert row["AllocatedMethodId"] and json.loads(row["AllocatedTags"]).keys() == {"feature", "tenant", "model"}
+            assert Decimal(row["BilledCost"]) == 0, "allocated rows bill nothing: the origin row is the bill"
+            key = (row["ChargePeriodStart"], row["AllocatedResourceId"])
+            allocated[key] = allocated.get(key, Decimal(0)) + Decimal(row["EffectiveCost"])
+    assert {key for key, amount in origin.items() if amount} <= set(allocated)
+    for key, amount in origin.items():
+        assert allocated.get(key, Decimal(0)) == amount, key  # exactly, origin charge by origin charge
+    with SqliteLedger(scenario.ledger_path, create=False) as ledger:
+        billed = sum(Decimal(r["BilledCost"]) for r in rows)
+        assert billed * 10**12 == sum(charge.capacity_pico for charge in ledger.charges())
