@@ -161,10 +161,14 @@ def export(
 
 
 def tie_out_line(item: TieOut) -> str:
-    verdict = "difference 0" if item.difference_pico == 0 else f"DIFFERENCE {decimal_text(item.difference_pico)}"
+    """``Tie-out: fully loaded = origin charges = $X (difference 0)``, or the difference."""
+    amount = ("$" if item.currency == "USD" else "") + decimal_text(item.origin_pico)
+    amount += "" if item.currency == "USD" else f" {item.currency}"
+    if item.difference_pico == 0:
+        return f"Tie-out: fully loaded = origin charges = {amount} (difference 0)"
     return (
-        f"Tie-out: fully loaded = origin charges = {decimal_text(item.origin_pico)} {item.currency} ({verdict}; "
-        f"allocated {decimal_text(item.allocated_pico)})"
+        f"Tie-out: fully loaded {decimal_text(item.allocated_pico)} != origin charges {amount} "
+        f"(DIFFERENCE {decimal_text(item.difference_pico)})"
     )
 
 

@@ -215,7 +215,7 @@ def test_the_tie_out_and_metered_share_are_stated_under_the_table(ledger_path: P
     table = runner.invoke(cost_app, ["report", "--by", "feature", "--ledger", str(ledger_path), "--since", "2026-11-01T10:00:00Z", "--until", "2026-11-01T10:02:00Z"])
     assert table.exit_code == 0, table.output
     assert "fully_loaded" in table.stdout
-    assert "Tie-out: fully loaded = origin charges = " in table.stdout and "(difference 0;" in table.stdout
+    assert "Tie-out: fully loaded = origin charges = $0.0" in table.stdout and "(difference 0)" in table.stdout
     # The records were priced 1.2e-8 $ each; Triton measured 2.5 ms x 0.044625 $/h = 3.0990e-8 $:
     # metering explained 2.4e-8 / 3.0990e-8 = 77.4 % of what the pool used.
     assert "Metered compute:" in table.stdout and "(77.4 % of what it used" in table.stdout
