@@ -21,8 +21,9 @@ Exactness across windows: measured amounts are telescoped on running totals, and
 requests metered exceeds what was measured (a request that settled just after the window in
 which Triton ran it; a record written after its window was booked), the excess is carried as a
 negative adjustment into the next window's overhead of the same resource, never charged twice.
-So over contiguous windows ``direct + overhead = measured`` exactly, and an on-demand pool
-costs exactly its Triton compute x its price (less a carry still open at the end).
+So over contiguous windows ``direct + overhead + carry = measured`` exactly (the carry, <= 0,
+is what the requests metered beyond the measure and not yet absorbed), and an on-demand pool
+costs exactly its Triton compute x its price, plus that metered excess if any remains.
 
 Allocation (``METHODS``): overhead and idle of a Triton charge go to the owners of that model
 only, by their compute; a failed call that reached a pool without a known COMPUTE_NS is treated

@@ -176,5 +176,5 @@ async def test_attributed_compute_reconciles_with_triton_statistics(
     # Over both windows, direct + overhead = Triton's compute x price, exactly.
     triton_ns = sum(f[0].compute_ns for f in figures.values())
     assert summary.identity_exact and summary.windows == 2 and summary.measured_quantity == triton_ns
-    assert summary.direct_pico + summary.overhead_pico - summary.carry_pico == round_half_up(rate * triton_ns)
+    assert summary.direct_pico + summary.overhead_pico + summary.carry_pico == round_half_up(rate * triton_ns)
     print(f"both windows: requests metered {float(summary.metered_share):.1%} of the recommender's Triton compute")
