@@ -36,7 +36,6 @@ def make_record(index: int, feature: str, tenant: str, day: int) -> CostRecord:
         compute_ns=1_000_000,
         gateway_cpu_ns=100_000,
         cache_ops=2,
-        cost_total=1.5e-8,
         cost_compute=1.2e-8,
         cost_gateway=2e-9,
         cost_cache=1e-9,
