@@ -43,12 +43,12 @@ DEFAULT_TABLE_COLUMNS: tuple[str, ...] = (
     "storage",
     "operations",
     "fully_loaded_per_1k_requests",
+    "clicks",
+    "revenue",
     "cost_per_1k_requests",
     "errors",
     "cache_hits",
     "avoided",
-    "clicks",
-    "revenue",
     "return_on_cost",
 )
 OUTCOME_COLUMNS = frozenset({"clicks", "conversions", "revenue", "cost_per_conversion", "return_on_cost"})
@@ -165,8 +165,8 @@ def render_table(rows: Sequence[ReportRow], *, columns: Sequence[str] | None = N
     group_keys = list(rows[0].group) if rows else []
     has_outcomes = any(row.clicks or row.conversions or row.revenue_pico for row in rows)
     explicit = columns is not None
-    if columns is None:
-        wanted = [c for c in DEFAULT_TABLE_COLUMNS if has_outcomes or c not in OUTCOME_COLUMNS]
+    if columns is None:  # outcomes: clicks and revenue always; the ratios once there are outcomes
+        wanted = [c for c in DEFAULT_TABLE_COLUMNS if has_outcomes or c not in OUTCOME_COLUMNS - {"clicks", "revenue"}]
     elif list(columns) == ["all"]:
         wanted = [c for c in METRIC_COLUMNS if c != "currency"]
     else:
