@@ -106,11 +106,6 @@ def price_request(usage: Usage, book: PriceBook, *, avoided_overhead_ratio: Frac
     )
 
 
-def compute_pico(device_ns: int, pool: str, book: PriceBook) -> int:
-    """``device_ns`` on ``pool`` in pico-units, rounded once."""
-    return _device_pico(device_ns, pool, book)
-
-
 def _per_ns(pool: str, book: PriceBook) -> Fraction:
     if not pool:
         return Fraction(0)

@@ -96,7 +96,6 @@ COLUMNS: tuple[str, ...] = (
 )
 MONEY = frozenset({"BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "x_DirectCost", "x_OverheadCost", "x_IdleCost"})
 QUANTITIES = frozenset({"PricingQuantity", "ConsumedQuantity"})
-FormatName = str
 
 
 def focus_rows(charges: Sequence[OriginCharge], allocated: Sequence[AllocatedCharge]) -> list[dict[str, object]]:

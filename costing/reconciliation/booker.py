@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from costing.ledger import BookingCursor, LedgerBackend
 from costing.money import EPOCH
@@ -51,7 +51,6 @@ class WindowBooker:
         window_s: float,
         grace_s: float,
         on_booked: Callable[[BookedWindow], object] | None = None,
-        before_final: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if window_s <= 0:
