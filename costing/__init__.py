@@ -11,7 +11,7 @@ per step::
     writer.start()                                       # inside the running event loop
     cost = price_request(Usage(pool="cpu-local", model_compute_ns=2_000_000,
                                gateway_cpu_ns=300_000, cache_ops=2, response_bytes=900), book)
-    writer.record(CostRecord(..., cost_total=cost.total, cost_egress=cost.egress, ...))  # never blocks
+    writer.record(CostRecord(..., cost_total_pico=cost.total_pico, ...))  # never blocks; integer pico-$
     await writer.close()                                 # on shutdown: nothing is lost
 
 Costing owns its configuration: ``costing.settings.CostingSettings`` (``TOLLGATE_*`` variables),
@@ -19,8 +19,9 @@ which the gateway's ``Settings`` extends. ``costing.accounting.CostAccounting`` 
 ledger, metrics, budgets, outcomes and the reconciliation from those settings; the gateway
 passes in what only it knows (its pools' Triton clients, its model names). The ledger is the
 package ``costing.ledger`` (its writer, SQL, schema and backends); the reconciliation is the
-package ``costing.reconciliation`` (window allocation, Triton statistics, the scheduler, the
-summary). Reports (``costing.report``, rendered by ``costing.report_render``), the
+package ``costing.reconciliation`` (the booking of one window into origin and allocated
+charges, the booker of contiguous windows, Triton's counters, the replica's process CPU, the
+tie-out summary); money is exact (``costing.money``, integer pico-units). Reports (``costing.report``, rendered by ``costing.report_render``), the
 ``tollgate cost`` CLI (``costing.cli``), metrics and the reconciliation are imported from their
 modules, so that importing ``costing`` loads no table rendering, Prometheus or tritonclient.
 Nothing in costing depends on the gateway, the pipeline, the deployment or the benchmarks.

@@ -3,14 +3,14 @@
     accounting = CostAccounting.from_settings(settings, book)     # settings: CostingSettings
     await accounting.start(triton_clients={"cpu-local": [aio_client, ...]},  # in the event loop
                            models=["recommender", "product_search"])
-    settlement = Settlement(book, accounting.writer)     # records -> ledger, metrics, budgets
+    settlement = Settlement(book, accounting.writer, pricer=accounting.pricer)  # records -> ledger, ...
     decision = accounting.should_shed(feature, tenant)   # before serving: RESOURCE_EXHAUSTED if .shed
     outcome = accounting.outcomes.build(...); await accounting.outcomes.record(outcome)
     rows = await accounting.report(["feature"], since, until)   # the CostReport RPC
     await accounting.close()                             # on shutdown: final flush, nothing lost
 
 Each part also works alone (``LedgerWriter``, ``CostMetrics``, ``BudgetTracker``,
-``OutcomeStore``, ``WindowReconciler``); this module only assembles them.
+``OutcomeStore``, ``WindowBooker``, ``RequestPricer``); this module only assembles them.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from costing.ledger.journal import Journal
 from costing.metrics import CostMetrics, MetricsServer, start_metrics_server
 from costing.outcomes import OutcomeStore
 from costing.price_book import PriceBook
-from costing.reconciliation.allocation import WindowResult
-from costing.reconciliation.scheduler import WindowReconciler
-from costing.reconciliation.triton_stats import StatsClient, TritonStatsPoller
+from costing.reconciliation.booker import WindowBooker
+from costing.reconciliation.booking import BookedWindow
+from costing.reconciliation.replica import ReplicaMeter
+from costing.reconciliation.triton_stats import StatsClient, TritonReader
 from costing.report import ReportRow, build_report
+from costing.request_pricer import RequestPricer
 from costing.settings import CostingSettings
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,11 @@ class CostAccounting:
             on_drop=metrics.ledger_dropped.inc,
         )
         self.outcomes = OutcomeStore(ledger, book.currency)
-        self.reconciler: WindowReconciler | None = None
+        self.meter = ReplicaMeter(book.gateway.provisioned_vcpus)
+        self.pricer = RequestPricer(
+            book, replica=self.meter.replica, egress_path=settings.egress_path, egress_paths=settings.egress_paths
+        )
+        self.reconciler: WindowBooker | None = None
         self._metrics_server: MetricsServer | None = None
         self._budget_task: asyncio.Task[None] | None = None
 
@@ -79,10 +85,11 @@ class CostAccounting:
         stats_headers: Mapping[str, str] | None = None,
     ) -> None:
         """Start the periodic ledger flush, the metrics exporter (``metrics_port``), the budget
-        refresh and, with ``reconciliation_enabled``, the reconciliation of the pools of
-        ``triton_clients`` (pool name -> one tritonclient per endpoint, owned by the caller)
-        against Triton's statistics of ``models`` (ensembles are expanded; ``stats_headers`` go
-        with every statistics call, e.g. Triton's admin key)."""
+        refresh and, with ``reconciliation_enabled``, the booking of windows: origin charges of
+        the pools of ``triton_clients`` (pool name -> one tritonclient per endpoint, owned by the
+        caller) per served model of ``models`` (an ensemble = its composing models;
+        ``stats_headers`` go with every statistics call, e.g. Triton's admin key), of this
+        gateway replica, the cache, egress, storage and operations."""
         settings = self.settings
         self.writer.start()
         self._metrics_server = start_metrics_server(self.metrics, settings.metrics_port, settings.metrics_host)
@@ -125,9 +132,15 @@ class CostAccounting:
         return tenant
 
     async def close(self) -> None:
-        """Stop everything and write what is buffered (raises if that last write fails)."""
+        """Stop everything and write what is buffered (raises if that last write fails); the
+        last replica to stop books the last, partial window after its final flush."""
         if self.reconciler is not None:
-            await self.reconciler.close()
+            try:
+                await self.writer.flush()
+                flushed = True
+            except Exception:  # noqa: BLE001 - the records are kept for the close below
+                flushed = False
+            await self.reconciler.close(final_booking=flushed)
         if self._budget_task is not None:
             self._budget_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,35 +159,44 @@ class CostAccounting:
         settings = self.settings
         if settings.reconciliation_grace_s < 2 * settings.ledger_flush_interval_s:
             log.warning(
-                "reconciliation_grace_s %.1f s is under two ledger flush intervals (%.1f s): windows may miss records",
+                "reconciliation_grace_s %.1f s is under two ledger flush intervals (%.1f s): records written "
+                "after their window is booked are booked in the next one, as late adjustments",
                 settings.reconciliation_grace_s, 2 * settings.ledger_flush_interval_s,
             )  # fmt: skip
-        pollers = [
-            TritonStatsPoller(pool_clients, models, pool, expand_ensembles=True, headers=headers)
+        readers = [
+            TritonReader(pool_clients, models, pool, headers=headers)
             for pool, pool_clients in clients.items()
             if pool_clients
         ]
-        self.reconciler = WindowReconciler(
+        await asyncio.to_thread(self._learn_last_window)
+        self.reconciler = WindowBooker(
             self.ledger,
             self.book,
-            pollers,
+            readers,
+            self.meter,
             window_s=settings.reconciliation_window_s,
             grace_s=settings.reconciliation_grace_s,
-            on_window=self._observe_window,
+            on_booked=self._observe_window,
         )
-        self.reconciler.start()
+        await self.reconciler.start()
 
-    def _observe_window(self, result: WindowResult) -> None:
-        for window in result.windows:
-            difference = window.attributed_vs_triton_difference
-            if difference is None:
+    def _learn_last_window(self) -> None:
+        last = self.ledger.booked_until()
+        if last is not None:
+            self.pricer.learn(charge for charge in self.ledger.charges(since=last - dt.timedelta(days=1)))
+
+    def _observe_window(self, result: BookedWindow) -> None:
+        self.pricer.learn(result.charges)
+        for charge in result.charges:
+            if charge.kind != "compute" or not charge.model:
                 continue
-            self.metrics.observe_difference(window.pool, difference)
-            if abs(difference) > self.settings.reconciliation_tolerance:
-                log.warning(
-                    "pool %s window %s: attributed compute differs from Triton's by %+.1f %% (tolerance %.1f %%)",
-                    window.pool, window.window_start.isoformat(), 100 * difference,
-                    100 * self.settings.reconciliation_tolerance,
+            used = charge.direct_pico + charge.overhead_pico
+            unmetered = charge.overhead_pico / used if used else 0.0
+            self.metrics.observe_difference(charge.pool, -unmetered)
+            if unmetered > self.settings.reconciliation_tolerance:
+                log.info(
+                    "%s window %s: requests metered %.1f %% of the compute Triton measured",
+                    charge.resource, charge.window_start.isoformat(), 100 * (1 - unmetered),
                 )  # fmt: skip
 
     async def _refresh_budgets_periodically(self) -> None:

@@ -4,8 +4,10 @@
 ``LedgerWriter`` observer) and by the month-to-date spend of the shared ledger
 (``refresh_from_ledger``, so that a restart or another replica's traffic is counted). The
 gateway asks ``should_shed(feature, tenant)`` before serving a call and answers
-RESOURCE_EXHAUSTED when told to. Budgets are on direct cost (what each request is charged
-when it is served); fully-loaded cost is only known per reconciled window.
+RESOURCE_EXHAUSTED when told to. A budget's ``basis`` is ``direct`` (what each request is
+charged when it is served) or ``fully_loaded``: the allocated charges of the windows booked this
+month plus the direct cost of what no window has booked yet (its overhead follows when its window
+is booked). Spend is kept in integer pico-units.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from costing.money import from_pico, to_pico
 from costing.records import CostRecord
 
 log = logging.getLogger(__name__)
 
 Scope = Literal["feature", "tenant"]
+Basis = Literal["direct", "fully_loaded"]
 SCOPES: tuple[Scope, ...] = ("feature", "tenant")
 DEFAULT_ALERT_RATIOS: tuple[float, ...] = (0.8, 1.0)
 BudgetKey = tuple[Scope, str]
@@ -38,11 +42,16 @@ class BudgetConfig(BaseModel):
     name: str = Field(min_length=1, description="The feature or tenant.")
     usd_per_month: float = Field(gt=0, allow_inf_nan=False)
     shed: bool = Field(False, description="Shed the traffic with RESOURCE_EXHAUSTED once the budget is spent.")
+    basis: Basis = Field("direct", description="direct, or fully_loaded (with the allocated overhead, idle, fixed costs).")
+
+    @property
+    def limit_pico(self) -> int:
+        return to_pico(self.usd_per_month)
 
 
 @dataclass(frozen=True)
 class BudgetAlert:
-    """A threshold of a budget crossed in ``month`` (YYYY-MM)."""
+    """A threshold of a budget crossed in ``month`` (YYYY-MM); amounts in currency units."""
 
     scope: Scope
     name: str
@@ -93,7 +102,7 @@ class BudgetMetrics(Protocol):
 class _Spend:
     timestamp: dt.datetime
     keys: tuple[BudgetKey, ...]
-    amount: float
+    amount: int  # pico
 
 
 def month_of(moment: dt.datetime) -> str:
@@ -130,9 +139,9 @@ class BudgetTracker:
         self._clock = clock
         self._month = month_of(clock())
         self._cutoff = month_start(clock())
-        self._baseline: dict[BudgetKey, float] = {}
+        self._baseline: dict[BudgetKey, int] = {}
         self._local: list[_Spend] = []
-        self._local_sums: dict[BudgetKey, float] = defaultdict(float)
+        self._local_sums: dict[BudgetKey, int] = defaultdict(int)
         self._alerted: set[tuple[BudgetKey, float]] = set()
 
     @property
@@ -142,22 +151,28 @@ class BudgetTracker:
     def scopes(self) -> set[Scope]:
         return {scope for scope, _ in self._budgets}
 
+    def scopes_and_bases(self) -> set[tuple[Scope, Basis]]:
+        return {(scope, budget.basis) for (scope, _), budget in self._budgets.items()}
+
+    def keys_of_basis(self, basis: Basis) -> set[BudgetKey]:
+        return {key for key, budget in self._budgets.items() if budget.basis == basis}
+
     def observe(self, record: CostRecord) -> list[BudgetAlert]:
         """Count a record's direct cost against its feature's and tenant's budgets."""
         keys = self._keys(record.feature, record.tenant)
-        if not keys or not record.cost_total:
+        if not keys or not record.cost_total_pico:
             return []
         month = month_of(record.timestamp)
         if month < self._month or record.timestamp < self._cutoff:
             return []  # an earlier month, or already in the ledger baseline
         if month > self._month:
             self._roll(record.timestamp)
-        self._local.append(_Spend(record.timestamp, keys, record.cost_total))
+        self._local.append(_Spend(record.timestamp, keys, record.cost_total_pico))
         for key in keys:
-            self._local_sums[key] += record.cost_total
+            self._local_sums[key] += record.cost_total_pico
         return self._check(keys)
 
-    def load(self, baseline: Mapping[BudgetKey, float], cutoff: dt.datetime) -> list[BudgetAlert]:
+    def load(self, baseline: Mapping[BudgetKey, int], cutoff: dt.datetime) -> list[BudgetAlert]:
         """Take the ledger's month-to-date spend of records before ``cutoff`` as the baseline;
         observed records before the cutoff are now in it and are dropped."""
         if month_of(cutoff) < self._month:
@@ -167,16 +182,23 @@ class BudgetTracker:
         self._cutoff = max(self._cutoff, cutoff)
         self._baseline = {key: amount for key, amount in baseline.items() if key in self._budgets}
         self._local = [spend for spend in self._local if spend.timestamp >= self._cutoff]
-        self._local_sums = defaultdict(float)
+        self._local_sums = defaultdict(int)
         for spend in self._local:
             for key in spend.keys:
                 self._local_sums[key] += spend.amount
         return self._check(tuple(self._budgets))
 
-    def spent(self, scope: Scope, name: str) -> float:
+    def spent_pico(self, scope: Scope, name: str) -> int:
         self._roll_if_new_month()
         key = (scope, name)
-        return self._baseline.get(key, 0.0) + self._local_sums.get(key, 0.0)
+        return self._baseline.get(key, 0) + self._local_sums.get(key, 0)
+
+    def spent(self, scope: Scope, name: str) -> float:
+        """Month-to-date spend in currency units (display)."""
+        return from_pico(self.spent_pico(scope, name))
+
+    def basis(self, scope: Scope, name: str) -> Basis:
+        return self._budgets[(scope, name)].basis
 
     def status(self) -> list[BudgetStatus]:
         return [
@@ -189,9 +211,8 @@ class BudgetTracker:
         is spent (>= 100 %)."""
         for key in self._keys(feature, tenant):
             budget = self._budgets[key]
-            spent = self.spent(*key)
-            if budget.shed and spent >= budget.usd_per_month:
-                return BudgetDecision(True, key[0], key[1], spent, budget.usd_per_month)
+            if budget.shed and self.spent_pico(*key) >= budget.limit_pico:
+                return BudgetDecision(True, key[0], key[1], self.spent(*key), budget.usd_per_month)
         return ALLOW
 
     def _keys(self, feature: str, tenant: str) -> tuple[BudgetKey, ...]:
@@ -203,7 +224,7 @@ class BudgetTracker:
         for key in keys:
             budget = self._budgets[key]
             spent = self.spent(*key)
-            ratio = spent / budget.usd_per_month
+            ratio = self.spent_pico(*key) / budget.limit_pico
             if self._metrics is not None:
                 self._metrics.observe_budget(key[0], key[1], ratio)
             for threshold in self._alert_ratios:
@@ -230,7 +251,7 @@ class BudgetTracker:
         self._cutoff = month_start(moment)
         self._baseline = {}
         self._local = []
-        self._local_sums = defaultdict(float)
+        self._local_sums = defaultdict(int)
         self._alerted = set()
 
 
@@ -243,8 +264,10 @@ def refresh_from_ledger(
     now = now or dt.datetime.now(dt.UTC)
     cutoff = now - dt.timedelta(seconds=lag_s)
     start = month_start(cutoff)
-    baseline: dict[BudgetKey, float] = {}
-    for scope in tracker.scopes():
-        for name, amount in ledger.spend(scope, start, cutoff).items():  # type: ignore[attr-defined]
-            baseline[(scope, name)] = amount
+    baseline: dict[BudgetKey, int] = {}
+    for scope, basis in tracker.scopes_and_bases():
+        read = ledger.fully_loaded_spend if basis == "fully_loaded" else ledger.spend  # type: ignore[attr-defined]
+        for name, amount in read(scope, start, cutoff).items():
+            if (scope, name) in tracker.keys_of_basis(basis):
+                baseline[(scope, name)] = amount
     return tracker.load(baseline, cutoff)

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import cast
 
 from costing.ledger import LedgerBackend
-from costing.records import Outcome, OutcomeKind
+from costing.records import Outcome, OutcomeKind, revenue_pico
 
 
 class OutcomeStore:
@@ -42,7 +42,7 @@ class OutcomeStore:
             request_id=request_id,
             timestamp=timestamp or dt.datetime.now(dt.UTC),
             kind=cast(OutcomeKind, kind),
-            revenue=revenue,
+            revenue_pico=revenue_pico(revenue),
             currency=currency,
         )
 

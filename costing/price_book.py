@@ -4,9 +4,11 @@ The book is a TOML file (see ``price_book.toml`` beside this module) validated i
 pydantic models, so a typo or a negative price stops the process at start-up instead of
 mispricing requests for a month.
 
-It prices the four parts of the cost-accounting model: compute (per pool: unit price, the
-units provisioned, private/public), bandwidth (egress per GB), storage (per GB-month) and the
-fixed monthly operational overhead (people, monitoring) that is allocated to features.
+It prices every resource that has an origin charge (``costing.reconciliation``): compute (per
+pool: unit price, the units provisioned, private/public), the gateway replicas (vCPUs each), the
+cache node, bandwidth (egress per GB, by network path), storage (per GB-month) and the fixed
+monthly operational overhead (people, monitoring). Monthly prices are prorated by *calendar*
+month (28 to 31 days), never by a fixed number of hours.
 """
 
 from __future__ import annotations
@@ -71,24 +73,66 @@ class Pool(_FrozenModel):
 
 
 class GatewayPrice(_FrozenModel):
-    """The gateway's own CPU."""
+    """The gateway's own CPU: each replica is provisioned ``provisioned_vcpus`` while it runs."""
 
     usd_per_vcpu_hour: float = Field(ge=0, allow_inf_nan=False)
+    provisioned_vcpus: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="vCPUs paid for per running replica (its CPU request)."
+    )
     source: str = Field(min_length=1)
 
 
+CACHE_POOL = "cache"  # the pool that serves cache hits
+CACHE_DEVICE = "redis"
+
+
 class CachePrice(_FrozenModel):
-    """The result cache, priced per operation."""
+    """The result cache: its node(s), of which each operation is charged a share."""
 
     usd_per_million_ops: float = Field(ge=0, allow_inf_nan=False)
+    usd_per_node_hour: float = Field(0.0, ge=0, allow_inf_nan=False, description="What one cache node costs.")
+    nodes: float = Field(0.0, ge=0, allow_inf_nan=False, description="Cache nodes paid for whether used or not.")
+    source: str = Field(min_length=1)
+
+
+class EgressPath(_FrozenModel):
+    """What a GB costs on one network path (same zone, cross zone, internet)."""
+
+    usd_per_gb: float = Field(ge=0, allow_inf_nan=False)
     source: str = Field(min_length=1)
 
 
 class EgressPrice(_FrozenModel):
-    """Response bytes sent out of the gateway."""
+    """Response bytes sent to callers, priced by the network path they take. ``default_path``
+    applies to callers whose listener or tenant names none: what the cloud charges an
+    in-cluster caller."""
 
-    usd_per_gb: float = Field(ge=0, allow_inf_nan=False)
-    source: str = Field(min_length=1)
+    default_path: str = "same_zone"
+    paths: dict[str, EgressPath] = Field(
+        default_factory=lambda: {"same_zone": EgressPath(usd_per_gb=0.0, source="not priced")}
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_flat_price(cls, data: object) -> object:
+        if isinstance(data, dict) and "usd_per_gb" in data:
+            raise ValueError(
+                "egress is priced per network path: [egress.paths.<name>] usd_per_gb = ..., and default_path"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _default_is_a_path(self) -> EgressPrice:
+        if self.default_path not in self.paths:
+            raise ValueError(f"default_path {self.default_path!r} is not one of the paths: {', '.join(self.paths)}")
+        return self
+
+    def path(self, name: str) -> EgressPath:
+        """The path ``name`` ("" = the default); raises KeyError naming the known paths."""
+        try:
+            return self.paths[name or self.default_path]
+        except KeyError:
+            raise KeyError(f"unknown egress path {name!r}; the price book lists: {', '.join(self.paths)}") from None
 
 
 class StoragePrice(_FrozenModel):
@@ -112,13 +156,27 @@ class PriceBook(_FrozenModel):
     currency: Literal["USD"]
     effective_date: dt.date
     effective_until: dt.date | None = Field(None, description="First day this version no longer applies.")
-    hours_per_month: float = Field(730.0, gt=0, allow_inf_nan=False, description="Month length of *_per_month prices.")
     gateway: GatewayPrice
     cache: CachePrice
-    egress: EgressPrice = EgressPrice(usd_per_gb=0.0, source="not priced")
+    egress: EgressPrice = EgressPrice()
     storage: StoragePrice = StoragePrice(usd_per_gb_month=0.0, provisioned_gb=0.0, source="not priced")
     operations: dict[str, OperationsItem] = Field(default_factory=dict)
     pools: dict[str, Pool] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_fixed_month(cls, data: object) -> object:
+        if isinstance(data, dict) and "hours_per_month" in data:
+            raise ValueError(
+                "hours_per_month is gone: monthly prices are prorated by calendar month (28 to 31 days); remove it"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _cache_is_not_a_pool(self) -> PriceBook:
+        if CACHE_POOL in self.pools:
+            raise ValueError(f"{CACHE_POOL!r} is the pool of cache hits, priced under [cache]: name the Triton pool otherwise")
+        return self
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> PriceBook:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from costing.money import from_pico, to_pico
+
 
 def as_utc(moment: dt.datetime | dt.date) -> dt.datetime:
     """A time bound as an aware UTC datetime: a date is its UTC midnight, a naive time is UTC."""
@@ -31,38 +33,48 @@ def _aware_utc(owner: object, name: str, moment: dt.datetime) -> None:
 
 @dataclass(frozen=True)
 class CostRecord:
-    """One priced request, as finance sees it. ``cost_total`` is its direct cost:
-    compute + gateway + cache + egress."""
+    """One priced request, as finance sees it. Amounts are integer pico-units of ``currency``;
+    ``cost_total_pico`` is its direct cost: compute + gateway + cache + egress."""
 
     request_id: str
-    timestamp: dt.datetime  # timezone-aware; normalised to UTC
+    timestamp: dt.datetime  # timezone-aware; normalised to UTC; when the request was settled
     rpc: str
     feature: str
     tenant: str
     model: str
     model_version: str
-    pool: str
+    pool: str  # the Triton pool it ran on (kept on failures), "cache" for a cache hit, "" if none
     device: str
     cache_hit: bool
     status: str  # gRPC status name: "OK", "INVALID_ARGUMENT", ...
     compute_ns: int
     gateway_cpu_ns: int
     cache_ops: int
-    cost_total: float
-    cost_compute: float
-    cost_gateway: float
-    cost_cache: float
-    cost_avoided: float
+    cost_total_pico: int
+    cost_compute_pico: int
+    cost_gateway_pico: int
+    cost_cache_pico: int
+    cost_avoided_pico: int
     currency: str
     price_book_version: str
     response_bytes: int = 0
-    cost_egress: float = 0.0
+    cost_egress_pico: int = 0
     route_reason: str = ""  # how the pool was chosen: primary, fallback, overflow, retry ("" without a pool)
+    replica: str = ""  # the gateway replica that served it (whose process CPU it shares)
+    egress_path: str = ""  # network path of its response bytes
+    avoided_is_cash: bool = True  # False: the avoided compute was on a provisioned pool
+    booked_in: dt.datetime | None = None  # end of the window that booked it (ledger-maintained)
 
     def __post_init__(self) -> None:
         if self.timestamp.utcoffset() is None:
             raise ValueError(f"CostRecord {self.request_id}: timestamp must be timezone-aware")
         object.__setattr__(self, "timestamp", self.timestamp.astimezone(dt.UTC))
+        parts = self.cost_compute_pico + self.cost_gateway_pico + self.cost_cache_pico + self.cost_egress_pico
+        if parts != self.cost_total_pico:
+            raise ValueError(f"CostRecord {self.request_id}: parts {parts} != total {self.cost_total_pico}")
+
+    cost_total = property(lambda self: from_pico(self.cost_total_pico))
+    cost_avoided = property(lambda self: from_pico(self.cost_avoided_pico))
 
 
 OutcomeKind = Literal["click", "purchase"]
@@ -80,7 +92,7 @@ class Outcome:
     request_id: str
     timestamp: dt.datetime
     kind: OutcomeKind
-    revenue: float
+    revenue_pico: int
     currency: str
 
     def __post_init__(self) -> None:
@@ -90,8 +102,8 @@ class Outcome:
             raise ValueError("Outcome.request_id must not be empty")
         if self.kind not in OUTCOME_KINDS:
             raise ValueError(f"Outcome.kind must be one of {', '.join(OUTCOME_KINDS)}, got {self.kind!r}")
-        if not math.isfinite(self.revenue) or self.revenue < 0:
-            raise ValueError(f"Outcome.revenue must be a finite amount >= 0, got {self.revenue}")
+        if self.revenue_pico < 0:
+            raise ValueError(f"Outcome.revenue must be >= 0, got {self.revenue_pico} pico")
         if not self.currency:
             raise ValueError("Outcome.currency must not be empty")
         _aware_utc(self, "timestamp", self.timestamp)
@@ -100,85 +112,143 @@ class Outcome:
     def is_conversion(self) -> bool:
         return self.kind in CONVERSION_KINDS
 
+    revenue = property(lambda self: from_pico(self.revenue_pico))
 
-SHARED_POOL = ""  # the pool key of a window's fixed costs (storage, operations): no pool
-UNALLOCATED_FEATURE = "__unallocated__"  # owner of costs in a window in which nothing was used
+
+def revenue_pico(revenue: float) -> int:
+    """A reported revenue (a float on the wire) as the decimal it was written as, in pico-units."""
+    if not math.isfinite(revenue) or revenue < 0:
+        raise ValueError(f"Outcome.revenue must be a finite amount >= 0, got {revenue}")
+    return to_pico(revenue)
+
+
+UNALLOCATED_FEATURE = "__unallocated__"  # owner of what a window cost that nobody used
+
+ResourceKind = Literal["compute", "gateway", "cache", "egress", "storage", "operations"]
+RESOURCE_KINDS: tuple[str, ...] = get_args(ResourceKind)
 
 
 @dataclass(frozen=True)
-class PoolWindow:
-    """One pool over one reconciliation window. Amounts are integer pico-units of ``currency``
-    (see ``costing.money``) so that the identity holds exactly::
+class Booking:
+    """One booked window [window_start, window_end) of the ledger. Bookings are contiguous: each
+    starts where the previous one ended (``opening`` rows, with start == end, only carry the
+    counters the first window starts from). ``state`` (JSON) holds what the next booking needs:
+    the cumulative counters read at ``window_end`` (Triton per endpoint and model, each gateway
+    replica's process CPU), the carried adjustments and the running totals (``booking.py``)."""
 
-        capacity = direct + overhead + idle + storage + operations
-        capacity = max(provisioned, direct + overhead)   (over_capacity = capacity - provisioned)
+    window_end: dt.datetime
+    window_start: dt.datetime
+    kind: str  # "opening" | "window"
+    booked_at: dt.datetime
+    booked_by: str  # the replica that booked it
+    price_book_version: str
+    currency: str
+    state: str
 
-    A serving pool has storage = operations = 0; the SHARED_POOL row carries storage and
-    operations and nothing else.
+    def __post_init__(self) -> None:
+        for name in ("window_start", "window_end", "booked_at"):
+            _aware_utc(self, name, getattr(self, name))
+        if self.window_end < self.window_start:
+            raise ValueError(f"booking ends {self.window_end} before it starts {self.window_start}")
+
+
+@dataclass(frozen=True)
+class OriginCharge:
+    """What one resource cost over one window, in integer pico-units::
+
+        capacity = direct + overhead + idle
+        capacity = max(provisioned, direct + overhead)
+
+    ``direct``: what the window's requests were priced (metered); ``overhead``: what the resource
+    measured beyond that (Triton's statistics, the gateway's process CPU), never negative;
+    ``idle``: provisioned capacity nobody used. ``adjustment_pico`` (<= 0) is the excess of
+    metered over measured carried in from the previous window (a request metered in this window
+    whose work was measured in the previous one, a late record), ``carry_pico`` (<= 0) what is
+    carried to the next one, so that over contiguous windows direct + overhead = measured
+    exactly. Storage and operations charges are all overhead (fixed costs).
     """
 
     window_start: dt.datetime
     window_end: dt.datetime
-    pool: str
+    resource: str  # e.g. "triton/cpu-local/recommender", "gateway/<replica>", "cache/redis", "egress/internet"
+    kind: str  # a ResourceKind
+    pool: str  # report label: the Triton pool, "gateway", "cache", "egress", "storage", "operations"
+    model: str  # the served model of a Triton charge, else ""
+    device: str
     currency: str
     price_book_version: str
-    provisioned_units: float
     provisioned_pico: int
     capacity_pico: int
     direct_pico: int
     overhead_pico: int
     idle_pico: int
-    storage_pico: int
-    operations_pico: int
+    adjustment_pico: int
+    carry_pico: int
     requests: int
-    attributed_compute_ns: int  # sum of the requests' COMPUTE_NS (what the models measured)
-    triton_compute_ns: int | None  # Triton: compute_input + compute_infer + compute_output, per execution
-    triton_infer_ns: int | None  # Triton: compute_infer per execution (the counterpart of COMPUTE_NS)
-    triton_executions: int | None
-    # (attributed - triton_infer) / triton_infer; None without Triton figures
-    attributed_vs_triton_difference: float | None
+    usage_quantity: int  # what the direct part metered: ns, operations, bytes; 0 for fixed costs
+    usage_unit: str  # "ns" | "operations" | "bytes" | ""
+    measured_quantity: int | None  # what the resource measured itself (Triton ns, process CPU ns)
+    late_direct_pico: int = 0  # of direct: records written after their own window was booked
 
     def __post_init__(self) -> None:
         _aware_utc(self, "window_start", self.window_start)
         _aware_utc(self, "window_end", self.window_end)
         if self.window_end <= self.window_start:
             raise ValueError(f"window end {self.window_end} is not after its start {self.window_start}")
-        parts = self.direct_pico + self.overhead_pico + self.idle_pico + self.storage_pico + self.operations_pico
+        parts = self.direct_pico + self.overhead_pico + self.idle_pico
         if parts != self.capacity_pico:
-            raise ValueError(
-                f"window {self.window_start} pool {self.pool!r}: parts {parts} != capacity {self.capacity_pico}"
-            )
-
-    @property
-    def over_capacity_pico(self) -> int:
-        """Measured use beyond the provisioned capacity (on-demand pools: all of it)."""
-        return self.capacity_pico - self.provisioned_pico
+            raise ValueError(f"window {self.window_start} {self.resource}: parts {parts} != capacity {self.capacity_pico}")
+        if self.overhead_pico < 0 or self.idle_pico < 0 or self.adjustment_pico > 0 or self.carry_pico > 0:
+            raise ValueError(f"window {self.window_start} {self.resource}: negative overhead/idle or positive carry")
 
 
 @dataclass(frozen=True)
-class Allocation:
-    """The share of one pool's window that one owner (feature, tenant, model) carries."""
+class AllocatedCharge:
+    """The share of one origin charge that one owner (feature, tenant, model) carries. The
+    allocated charges of an origin charge add up to it exactly, part by part. ``late`` rows
+    carry the direct cost of records written after their own window was booked: an explicit
+    adjustment in the window that booked them, never a second charge."""
 
     window_start: dt.datetime
-    pool: str
+    resource: str
     feature: str
     tenant: str
     model: str
+    late: bool
+    kind: str
+    pool: str
     device: str
     currency: str
-    compute_ns: int
-    direct_pico: int  # the owner's compute, priced at the window's book
+    method: str  # how overhead and idle were split: see costing.reconciliation.booking.METHODS
+    requests: int
+    usage_quantity: int
+    direct_pico: int
     overhead_pico: int
     idle_pico: int
-    storage_pico: int
-    operations_pico: int
 
     def __post_init__(self) -> None:
         _aware_utc(self, "window_start", self.window_start)
 
     @property
     def total_pico(self) -> int:
-        return self.direct_pico + self.overhead_pico + self.idle_pico + self.storage_pico + self.operations_pico
+        return self.direct_pico + self.overhead_pico + self.idle_pico
+
+
+@dataclass(frozen=True)
+class ReplicaReading:
+    """A gateway replica's cumulative process CPU, as it last published it (at every window
+    boundary and when it stops)."""
+
+    replica: str
+    started_at: dt.datetime
+    seen_at: dt.datetime
+    process_cpu_ns: int  # CPU time of the whole process since it started (all threads)
+    provisioned_vcpus: float
+    stopped: bool = False
+
+    def __post_init__(self) -> None:
+        _aware_utc(self, "started_at", self.started_at)
+        _aware_utc(self, "seen_at", self.seen_at)
 
 
 def field_names(cls: type) -> tuple[str, ...]:

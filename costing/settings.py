@@ -66,7 +66,10 @@ class CostingSettings(BaseSettings):
         True, description="Reconcile each pool per window against Triton's statistics and persist the windows."
     )
     reconciliation_window_s: float = Field(
-        60.0, gt=0, description="Length of a reconciliation window (aligned to the clock, so replicas agree)."
+        60.0,
+        gt=0,
+        description="Length of a booked window (aligned to the clock from the epoch, so replicas agree; "
+        "choose a divisor of a day so that no window straddles two days).",
     )
     reconciliation_grace_s: float = Field(
         5.0,
@@ -75,7 +78,16 @@ class CostingSettings(BaseSettings):
         "(keep above 2 x ledger_flush_interval_s, below reconciliation_window_s).",
     )
     reconciliation_tolerance: float = Field(
-        0.02, gt=0, description="Attributed vs Triton compute difference above which a window is flagged."
+        0.02, gt=0, description="Share of a Triton charge's used compute left unmetered by requests above which it is logged."
+    )
+    egress_path: str = Field(
+        "",
+        description="Network path of this listener's answers to its callers, a price-book egress path "
+        "(same_zone, cross_zone, internet); empty: the price book's default_path (in-cluster callers).",
+    )
+    egress_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-tenant egress path, as JSON, e.g. {"shop-uk":"internet"}: tenants that call from elsewhere.',
     )
     metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port of the cost counters; 0 = off.")
     metrics_host: str = Field("127.0.0.1", description="Address the Prometheus exporter listens on.")
@@ -83,7 +95,8 @@ class CostingSettings(BaseSettings):
         default_factory=list,
         description="Monthly budgets as JSON, e.g. "
         '[{"scope":"feature","name":"home_feed","usd_per_month":50,"shed":true},'
-        '{"scope":"tenant","name":"shop-uk","usd_per_month":200}].',
+        '{"scope":"tenant","name":"shop-uk","usd_per_month":200,"basis":"fully_loaded"}] '
+        "(basis: direct, the default, or fully_loaded).",
     )
     budget_alert_ratios: list[float] = Field(
         [0.8, 1.0], description="Shares of a budget at which an alert is raised (log + metric)."

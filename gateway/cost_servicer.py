@@ -172,7 +172,13 @@ def _page_start(token: str, query: str) -> int | None:
 
 
 def _row(row: ReportRow) -> cost_pb2.CostReportRow:
+    """The proto's amounts are doubles, for dashboards: the exact figures are the ledger's and
+    ``tollgate cost report``'s (decimal)."""
     allocated = row.allocated
+
+    def amount(value: object) -> float:
+        return float(value) if value is not None else 0.0  # type: ignore[arg-type]
+
     return cost_pb2.CostReportRow(
         group={key: "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
                for key, value in row.group.items()},
@@ -181,24 +187,24 @@ def _row(row: ReportRow) -> cost_pb2.CostReportRow:
         requests=row.requests,
         cache_hits=row.cache_hits,
         errors=row.errors,
-        compute_seconds=row.compute_seconds,
-        direct=row.direct,
-        compute=row.compute,
-        gateway=row.gateway,
-        cache=row.cache,
-        egress=row.egress,
-        avoided=row.avoided,
+        compute_seconds=amount(row.compute_seconds),
+        direct=amount(row.direct),
+        compute=amount(row.compute),
+        gateway=amount(row.gateway),
+        cache=amount(row.cache),
+        egress=amount(row.egress),
+        avoided=amount(row.avoided),
         reconciled=allocated is not None,
-        overhead=allocated.overhead if allocated else 0.0,
-        idle=allocated.idle if allocated else 0.0,
-        storage=allocated.storage if allocated else 0.0,
-        operations=allocated.operations if allocated else 0.0,
-        fully_loaded=row.fully_loaded or 0.0,
+        overhead=amount(row.overhead),
+        idle=amount(row.idle),
+        storage=amount(row.storage),
+        operations=amount(row.operations),
+        fully_loaded=amount(row.fully_loaded),
         cost_basis=row.cost_basis,
-        cost_per_1k_requests=row.fully_loaded_per_1k_requests or row.cost_per_1k_requests,
+        cost_per_1k_requests=amount(row.fully_loaded_per_1k_requests or row.cost_per_1k_requests),
         clicks=row.clicks,
         conversions=row.conversions,
-        revenue=row.revenue,
-        cost_per_conversion=row.cost_per_conversion or 0.0,
-        return_on_cost=row.return_on_cost or 0.0,
+        revenue=amount(row.revenue),
+        cost_per_conversion=amount(row.cost_per_conversion),
+        return_on_cost=amount(row.return_on_cost),
     )  # fmt: skip

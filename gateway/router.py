@@ -28,6 +28,7 @@ from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, 
 from gateway.pool import Endpoint, Pool
 from gateway.retry_budget import RetryBudget
 from gateway.routing_policy import PolicyName, Reason, choose
+from gateway.settlement import note_attempt
 from gateway.triton_model import ModelState
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class Router:
             endpoint = pool.pick(model, tried)
             assert endpoint is not None  # choose() only returns pools with a servable endpoint
             tried.add(endpoint)
+            note_attempt(pool.name)  # a call that fails from here on still records its pool
             remaining_s = deadline - time.monotonic()
             limit_s = min(remaining_s, self._call_timeout_s)
             try:

@@ -100,6 +100,7 @@ class Gateway:
             self._accounting.writer,
             commit_before_answer=settings.ledger_commit_before_answer,
             observe_duration=request_metrics.observe_duration,
+            pricer=self._accounting.pricer,
         )
         flow = RequestFlow(
             cache=self._cache,

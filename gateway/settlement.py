@@ -1,9 +1,19 @@
 """Settling a request: price what it used, tag its span, record it in the ledger — once.
 
-Pricing itself is ``costing.cost.price_request`` (the one place a cost is computed); this
-module gathers the usage along the request's path and hands the result to the caller, the
-trace, the ledger (whose observers count it in the cost metrics and budgets) and the
-request-latency histogram.
+Pricing itself is ``costing.cost.price_request`` (the one place a cost is computed, through
+the replica's ``RequestPricer``); this module gathers the usage along the request's path and
+hands the result to the caller, the trace, the ledger (whose observers count it in the cost
+metrics and budgets) and the request-latency histogram.
+
+What a settled request records:
+
+- its **pool**: the Triton pool that served it; for a call that failed after it was sent to a
+  pool (timed out, cancelled, failed by Triton) the pool it was sent to (``note_attempt``), so
+  that it shares that pool's and model's overhead, and its COMPUTE_NS where the answer arrived
+  (an answer after the caller's deadline); a cache hit is served by the ``cache`` pool
+  (device ``redis``), the pool of the cached answer is only its ``avoided_pool``;
+- its **replica** (the gateway process whose CPU it shares) and the **egress path** of its
+  answer (the listener's, or its tenant's), so that the booking of its window can charge them.
 """
 
 from __future__ import annotations
@@ -11,19 +21,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from opentelemetry import trace
 
-from costing.cost import RequestCost, Usage, price_request
+from costing.cost import RequestCost, Usage
 from costing.ledger import CostRecord, LedgerWriter
-from costing.price_book import PriceBook
+from costing.price_book import CACHE_DEVICE, CACHE_POOL, PriceBook
+from costing.request_pricer import RequestPricer
 from gateway import telemetry_attributes as attr
 from gateway.cpu_meter import CpuMeter
 from gateway.errors import RequestError
 
 log = logging.getLogger(__name__)
+
+# The pool a call was last sent to, in the call's own task (set by the router before each
+# attempt): a call that fails without an answer still records where it ran.
+_attempted_pool: ContextVar[str] = ContextVar("tollgate_attempted_pool", default="")
+
+
+def note_attempt(pool: str) -> None:
+    """Called by the router just before it sends the call to ``pool``."""
+    _attempted_pool.set(pool)
 
 
 @dataclass
@@ -87,8 +108,12 @@ class Settlement:
         *,
         commit_before_answer: bool = False,
         observe_duration: Callable[[str, float], None] | None = None,
+        pricer: RequestPricer | None = None,
     ) -> None:
+        """``pricer``: the replica's (``CostAccounting.pricer``): its name, egress paths and the
+        overhead share a cache hit avoids; by default the book alone, replica unnamed."""
         self._book = price_book
+        self._pricer = pricer or RequestPricer(price_book)
         self._ledger = ledger
         self._commit_before_answer = commit_before_answer
         self._observe_duration = observe_duration
@@ -97,28 +122,35 @@ class Settlement:
         """Device kind and location of a pool, from its price-book entry."""
         if not pool:
             return "", ""
+        if pool == CACHE_POOL:
+            return CACHE_DEVICE, "private"
         entry = self._book.pool(pool)
         return entry.device, entry.location
 
     def settle(self, request_id: str, tenant: str, tally: UsageTally, status: str) -> AnswerInfo:
         with tally.meter:
+            if tally.cache_hit:
+                pool = CACHE_POOL
+            else:
+                pool = tally.pool or _attempted_pool.get()
             usage = Usage(
-                pool=tally.pool if tally.compute_ns else "",
+                pool=pool if tally.compute_ns else "",
                 model_compute_ns=tally.compute_ns,
                 gateway_cpu_ns=tally.meter.ns,
                 cache_ops=tally.cache_ops,
                 avoided_compute_ns=tally.avoided_compute_ns,
                 avoided_pool=tally.avoided_pool,
                 response_bytes=tally.response_bytes,
+                egress_path=self._pricer.egress_path(tenant),
             )
-            cost = price_request(usage, self._book)
-            device, location = self._labels_of(tally.pool)
+            cost = self._pricer.price(usage, tally.model_name)
+            device, location = self._labels_of(pool)
             info = AnswerInfo(
                 request_id=request_id,
                 model_name=tally.model_name,
                 model_version=tally.model_version,
                 build_id=tally.build_id,
-                pool=tally.pool,
+                pool=pool,
                 device=device,
                 location=location,
                 route_reason=tally.route_reason,
@@ -127,7 +159,7 @@ class Settlement:
                 cost=cost,
             )
             trace.get_current_span().set_attributes(span_attributes(info, tally.feature, tenant))
-            self._ledger.record(_cost_record(info, tally, usage, tenant, status))
+            self._ledger.record(_cost_record(info, tally, usage, tenant, status, self._pricer.replica))
         if self._observe_duration is not None:
             self._observe_duration(tally.rpc, time.perf_counter() - tally.started_s)
         return info
@@ -144,7 +176,9 @@ class Settlement:
             log.warning("answering before the ledger write: the ledger is unavailable, records stay buffered")
 
 
-def _cost_record(info: AnswerInfo, tally: UsageTally, usage: Usage, tenant: str, status: str) -> CostRecord:
+def _cost_record(
+    info: AnswerInfo, tally: UsageTally, usage: Usage, tenant: str, status: str, replica: str
+) -> CostRecord:
     cost = info.cost
     return CostRecord(
         request_id=info.request_id,
@@ -161,16 +195,19 @@ def _cost_record(info: AnswerInfo, tally: UsageTally, usage: Usage, tenant: str,
         compute_ns=cost.compute_ns,
         gateway_cpu_ns=usage.gateway_cpu_ns,
         cache_ops=usage.cache_ops,
-        cost_total=cost.total,
-        cost_compute=cost.compute,
-        cost_gateway=cost.gateway,
-        cost_cache=cost.cache,
-        cost_avoided=cost.avoided,
+        cost_total_pico=cost.total_pico,
+        cost_compute_pico=cost.compute_pico,
+        cost_gateway_pico=cost.gateway_pico,
+        cost_cache_pico=cost.cache_pico,
+        cost_avoided_pico=cost.avoided_pico,
         currency=cost.currency,
         price_book_version=cost.price_book_version,
         response_bytes=usage.response_bytes,
-        cost_egress=cost.egress,
+        cost_egress_pico=cost.egress_pico,
         route_reason=info.route_reason,
+        replica=replica,
+        egress_path=cost.egress_path,
+        avoided_is_cash=cost.avoided_is_cash,
     )
 
 

@@ -1,4 +1,4 @@
-"""The cost ledger: where priced requests, outcomes and reconciled windows are kept.
+"""The cost ledger: where priced requests, outcomes, booked windows and their charges are kept.
 
 Two backends with the same tables and semantics, chosen by URL (``open_ledger``):
 ``sqlite:///path`` (the embedded default, one gateway, ``sqlite.py``) and ``postgresql://...``
@@ -10,9 +10,9 @@ event loop. This module is the public face: import from ``costing.ledger``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 from costing.ledger.schema import COST_RECORDS
@@ -20,16 +20,19 @@ from costing.ledger.sql import (
     ALLOCATION_KEYS,
     GROUP_KEYS,
     AllocationSums,
+    BookedUsage,
+    BookingCursor,
     BudgetScope,
     GroupSums,
     LedgerError,
     OutcomeSums,
-    OwnerUsage,
     SqlLedger,
 )
 from costing.ledger.sqlite import SqliteLedger
 from costing.ledger.writer import LedgerSink, LedgerWriter
-from costing.records import Allocation, CostRecord, Outcome, PoolWindow, as_utc
+from costing.records import AllocatedCharge, Booking, CostRecord, OriginCharge, Outcome, ReplicaReading, as_utc
+
+T = TypeVar("T")
 
 TABLE = COST_RECORDS.name
 COLUMNS: tuple[str, ...] = COST_RECORDS.column_names
@@ -42,6 +45,8 @@ __all__ = [
     "COLUMNS",
     "GROUP_KEYS",
     "AllocationSums",
+    "BookedUsage",
+    "BookingCursor",
     "CostRecord",
     "GroupSums",
     "LedgerBackend",
@@ -49,7 +54,6 @@ __all__ = [
     "LedgerSink",
     "LedgerWriter",
     "OutcomeSums",
-    "OwnerUsage",
     "SqlLedger",
     "SqliteLedger",
     "as_utc",
@@ -65,19 +69,25 @@ class LedgerBackend(Protocol):
 
     def write(self, records: Sequence[CostRecord]) -> int: ...
     def write_outcomes(self, outcomes: Sequence[Outcome]) -> int: ...
-    def write_windows(self, windows: Sequence[PoolWindow], allocations: Sequence[Allocation]) -> int: ...
+    def publish_replica(self, reading: ReplicaReading) -> None: ...
+    def book(self, work: Callable[[BookingCursor], T]) -> T: ...
     def count(self) -> int: ...
-    def total_cost(self) -> float: ...
+    def total_cost_pico(self) -> int: ...
     def records(
         self, since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
     ) -> list[CostRecord]: ...
     def outcomes(self) -> list[Outcome]: ...
-    def windows(
+    def bookings(
         self, since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
-    ) -> list[PoolWindow]: ...
-    def allocations(
+    ) -> list[Booking]: ...
+    def charges(
         self, since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
-    ) -> list[Allocation]: ...
+    ) -> list[OriginCharge]: ...
+    def allocated(
+        self, since: dt.datetime | dt.date | None = None, until: dt.datetime | dt.date | None = None
+    ) -> list[AllocatedCharge]: ...
+    def booked_until(self) -> dt.datetime | None: ...
+    def unbooked(self) -> tuple[int, int]: ...
     def summarize(
         self,
         group_by: Sequence[str],
@@ -85,7 +95,7 @@ class LedgerBackend(Protocol):
         until: dt.datetime | dt.date | None = None,
         tenant: str | None = None,
     ) -> list[GroupSums]: ...
-    def summarize_allocations(
+    def summarize_allocated(
         self,
         group_by: Sequence[str],
         since: dt.datetime | dt.date | None = None,
@@ -100,8 +110,8 @@ class LedgerBackend(Protocol):
         tenant: str | None = None,
     ) -> list[OutcomeSums]: ...
     def request_tenant(self, request_id: str) -> str | None: ...
-    def owner_usage(self, since: dt.datetime, until: dt.datetime) -> list[OwnerUsage]: ...
-    def spend(self, scope: BudgetScope, since: dt.datetime, until: dt.datetime) -> dict[str, float]: ...
+    def spend(self, scope: BudgetScope, since: dt.datetime, until: dt.datetime) -> dict[str, int]: ...
+    def fully_loaded_spend(self, scope: BudgetScope, since: dt.datetime, until: dt.datetime) -> dict[str, int]: ...
     def close(self) -> None: ...
 
 

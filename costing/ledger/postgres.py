@@ -18,6 +18,8 @@ T = TypeVar("T")
 
 # pg_advisory_xact_lock key of schema creation ("tollgate" in ASCII, as a number).
 _SCHEMA_LOCK_KEY = 0x746F6C6C67617465
+# ... and of booking windows ("tollbook"): one replica books at a time, per schema.
+_BOOKING_LOCK_KEY = 0x746F6C6C626F6F6B
 
 
 def _psycopg() -> Any:
@@ -95,12 +97,24 @@ class PostgresLedger(SqlLedger):
 
     def _run(self, work: Callable[[Any], T]) -> T:
         """One transaction; any database failure is a LedgerError."""
+        return self._transaction(work, exclusive=False)
+
+    def _run_exclusive(self, work: Callable[[Any], T]) -> T:
+        """One transaction holding the booking advisory lock (of this schema) until it ends."""
+        return self._transaction(work, exclusive=True)
+
+    def _transaction(self, work: Callable[[Any], T], *, exclusive: bool) -> T:
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._close_connection()
                     self._connect()
                 with self._conn.transaction(), self._conn.cursor() as cursor:
+                    if exclusive:
+                        cursor.execute(
+                            "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
+                            (_BOOKING_LOCK_KEY & 0x7FFFFFFF,),
+                        )
                     return work(cursor)
             except self._psycopg.Error as exc:
                 raise LedgerError(f"{self.description}: {exc}") from exc

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from costing.records import Allocation, CostRecord, Outcome, PoolWindow
+from costing.records import AllocatedCharge, Booking, CostRecord, OriginCharge, Outcome, ReplicaReading
 
 Kind = Literal["text", "ts", "int", "real", "bool"]
 
@@ -25,6 +25,7 @@ _KIND_OF_ANNOTATION: dict[str, Kind] = {
     "str": "text",
     "OutcomeKind": "text",
     "dt.datetime": "ts",
+    "dt.datetime | None": "ts",
     "int": "int",
     "int | None": "int",
     "float": "real",
@@ -47,6 +48,9 @@ class Table:
     record_type: type
     key: tuple[str, ...]
     indexes: tuple[str, ...] = ()
+    # Float money columns of older ledgers -> the integer pico column that replaces each
+    # (converted in place when the ledger is opened, then dropped).
+    legacy_money: tuple[tuple[str, str], ...] = ()
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -65,11 +69,26 @@ class Table:
         return tuple(column.name for column in self.columns)
 
 
-COST_RECORDS = Table("cost_records", CostRecord, key=("request_id",), indexes=("timestamp", "feature"))
-OUTCOMES = Table("outcomes", Outcome, key=("outcome_id",), indexes=("request_id",))
-COST_WINDOWS = Table("cost_windows", PoolWindow, key=("window_start", "pool"))
-COST_ALLOCATIONS = Table("cost_allocations", Allocation, key=("window_start", "pool", "feature", "tenant", "model"))
-TABLES: tuple[Table, ...] = (COST_RECORDS, OUTCOMES, COST_WINDOWS, COST_ALLOCATIONS)
+COST_RECORDS = Table(
+    "cost_records",
+    CostRecord,
+    key=("request_id",),
+    indexes=("timestamp", "feature", "booked_in"),
+    legacy_money=tuple(
+        (f"cost_{part}", f"cost_{part}_pico") for part in ("total", "compute", "gateway", "cache", "avoided", "egress")
+    ),
+)
+OUTCOMES = Table("outcomes", Outcome, key=("outcome_id",), indexes=("request_id",), legacy_money=(("revenue", "revenue_pico"),))
+COST_BOOKINGS = Table("cost_bookings", Booking, key=("window_end",))
+ORIGIN_CHARGES = Table("cost_origin_charges", OriginCharge, key=("window_start", "resource"))
+ALLOCATED_CHARGES = Table(
+    "cost_allocated_charges",
+    AllocatedCharge,
+    key=("window_start", "resource", "feature", "tenant", "model", "late"),
+    indexes=("window_start",),
+)
+REPLICAS = Table("cost_replicas", ReplicaReading, key=("replica",))
+TABLES: tuple[Table, ...] = (COST_RECORDS, OUTCOMES, COST_BOOKINGS, ORIGIN_CHARGES, ALLOCATED_CHARGES, REPLICAS)
 
 
 @dataclass(frozen=True)
@@ -110,10 +129,8 @@ class Dialect:
     def add_column(self, table: Table, column: Column) -> str:
         """ALTER TABLE adding ``column`` (which has a default) to an older ledger."""
         null = "" if column.nullable else " NOT NULL"
-        return (
-            f"ALTER TABLE {table.name} ADD COLUMN {column.name} {self.types[column.kind]}{null} "
-            f"DEFAULT {self._literal(column.default)}"
-        )
+        default = "NULL" if column.default is None else self._literal(column.default)
+        return f"ALTER TABLE {table.name} ADD COLUMN {column.name} {self.types[column.kind]}{null} DEFAULT {default}"
 
     def insert_ignore(self, table: Table) -> str:
         """INSERT of one row that skips a row whose key is already there."""
@@ -125,11 +142,36 @@ class Dialect:
         )
         return self.sql(text.strip())
 
+    def upsert(self, table: Table) -> str:
+        """INSERT of one row that replaces the non-key columns of a row with the same key."""
+        names = table.column_names
+        values = ", ".join("?" * len(names))
+        updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in table.key)
+        text = (
+            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({values}) "
+            f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
+        )
+        return self.sql(text)
+
+    def legacy_money_statements(self, table: Table, existing: set[str]) -> list[str]:
+        """Convert an older ledger's float money columns to integer pico columns, in place."""
+        statements = []
+        for old, new in table.legacy_money:
+            if old in existing and new not in existing:
+                statements += [
+                    f"ALTER TABLE {table.name} ADD COLUMN {new} {self.types['int']} NOT NULL DEFAULT 0",
+                    f"UPDATE {table.name} SET {new} = CAST(ROUND({old} * 1000000000000) AS {self.types['int']})",
+                    f"ALTER TABLE {table.name} DROP COLUMN {old}",
+                ]
+        return statements
+
     def to_row(self, table: Table, record: object) -> list[object]:
         row: list[object] = []
         for column in table.columns:
             value = getattr(record, column.name)
-            if column.kind == "ts":
+            if value is None:
+                pass
+            elif column.kind == "ts":
                 value = self.timestamp_param(value)
             elif column.kind == "bool":
                 value = self.bool_param(value)
@@ -202,6 +244,7 @@ POSTGRES = Dialect(
 def migrations(table: Table, existing_columns: set[str]) -> list[Column]:
     """Columns of ``table`` that an older ledger lacks and that can be added with their default.
     Raises ValueError naming the columns that cannot (no default: not a Tollgate ledger)."""
+    existing_columns = existing_columns | {new for old, new in table.legacy_money if old in existing_columns}
     missing = [column for column in table.columns if column.name not in existing_columns]
     impossible = [column.name for column in missing if column.default is dataclasses.MISSING]
     if impossible:

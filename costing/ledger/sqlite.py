@@ -63,16 +63,27 @@ class SqliteLedger(SqlLedger):
             self._conn.execute(f"PRAGMA max_page_count={int(self._max_pages)}")
         with self._conn:
             self._create_or_upgrade_schema(self._conn.execute)
+        self._conn.execute("PRAGMA busy_timeout=5000")
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
 
     def _run(self, work: Callable[[Any], T]) -> T:
         """One transaction; any database failure (locked, disk full, ...) is a LedgerError."""
+        return self._transaction(work, exclusive=False)
+
+    def _run_exclusive(self, work: Callable[[Any], T]) -> T:
+        """One transaction that takes SQLite's write lock first (BEGIN IMMEDIATE), so that two
+        processes on one file never book the same window."""
+        return self._transaction(work, exclusive=True)
+
+    def _transaction(self, work: Callable[[Any], T], *, exclusive: bool) -> T:
         try:
             with self._lock, self._conn:
                 cursor = self._conn.cursor()
                 try:
+                    if exclusive:
+                        cursor.execute("BEGIN IMMEDIATE")
                     return work(cursor)
                 finally:
                     cursor.close()

@@ -1,8 +1,9 @@
 """Triton's own account of a pool's compute: statistics snapshots and their differences.
 
-``TritonStatsPoller`` reads the statistics API (``get_inference_statistics(as_json=True)``)
-of every endpoint of one pool, keeps the cumulative counters of the models that execute,
-and turns two snapshots into the ``TritonCompute`` of the window between them.
+``TritonReader`` reads the statistics API (``get_inference_statistics(as_json=True)``) of every
+endpoint of one pool and gives the cumulative counters of the models that execute, per served
+model; the booking of a window takes its deltas from the counters stored with the previous
+booking (``costing.reconciliation.booking``), so any replica can book any window.
 
 Figures are execution-level: the per-batch-size ``batch_stats`` (one entry per execution),
 never the per-request ``inference_stats``, in which every request of a batch is charged the
@@ -16,10 +17,9 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from costing.reconciliation.allocation import TritonCompute
+from costing.reconciliation.booking import Counters, PoolReading
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +32,7 @@ class StatsClient(Protocol):
     def get_inference_statistics(self, model_name: str = "", *args: Any, **kwargs: Any) -> Any: ...
 
 
-@dataclass(frozen=True)
-class ModelCounters:
-    """Cumulative execution-level counters of one model on one endpoint."""
-
-    executions: int = 0
-    inferences: int = 0
-    input_ns: int = 0
-    infer_ns: int = 0
-    output_ns: int = 0
-
-    def since(self, earlier: ModelCounters) -> ModelCounters:
-        """What was added since ``earlier``; after a restart (a counter went down) all of self."""
-        if any(getattr(self, f.name) < getattr(earlier, f.name) for f in fields(self)):
-            return self
-        return ModelCounters(*(getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)))
-
-    def __add__(self, other: ModelCounters) -> ModelCounters:
-        return ModelCounters(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+ModelCounters = Counters  # cumulative execution-level counters of one model on one endpoint
 
 
 def _ns(stat: Mapping[str, Any] | None) -> int:
@@ -112,17 +95,12 @@ async def executing_models(client: Any, models: Iterable[str]) -> list[str]:
     return result
 
 
-Snapshot = dict[tuple[int, str], ModelCounters]  # (endpoint index, model) -> counters
-
-
-class TritonStatsPoller:
-    """Snapshots the statistics of ``models`` on every endpoint (``clients``) of ``pool`` and
-    gives the difference between consecutive snapshots.
-
-    With ``expand_ensembles`` the models are first resolved with ``executing_models`` (an
-    ensemble's own statistics would count its composing models twice); until a Triton answers
-    that lookup, poll() gives no figures rather than wrong ones.
-    """
+class TritonReader:
+    """Reads the cumulative counters of every endpoint (``clients``) of ``pool`` for the served
+    ``models``, each ensemble resolved to the models it executes (its own statistics would count
+    them twice). Until a Triton answers the model lookup, or when no endpoint answers, ``read``
+    gives None: no figures rather than wrong ones. Endpoints are named by their position in the
+    pool's configuration, the same on every replica."""
 
     def __init__(
         self,
@@ -130,83 +108,57 @@ class TritonStatsPoller:
         models: Sequence[str],
         pool: str,
         *,
-        expand_ensembles: bool = False,
         timeout_s: float = 5.0,
         headers: Mapping[str, str] | None = None,
     ):
         """``headers``: sent with every statistics call, e.g. the key of Triton's restricted
         statistics protocol (``triton-grpc-protocol-admin-key``)."""
         if not clients:
-            raise ValueError(f"pool {pool!r}: no Triton client to poll")
+            raise ValueError(f"pool {pool!r}: no Triton client to read")
         if not models:
-            raise ValueError(f"pool {pool!r}: no model to poll")
+            raise ValueError(f"pool {pool!r}: no model to read")
         self.clients = tuple(clients)
-        self.configured_models = tuple(models)
-        self.models: tuple[str, ...] | None = None if expand_ensembles else tuple(models)
+        self.models = tuple(models)
         self.pool = pool
+        self.served: dict[str, tuple[str, ...]] | None = None
         self._timeout_s = timeout_s
         self._header_kwargs = {"headers": dict(headers)} if headers else {}
-        self._previous: Snapshot | None = None
 
-    async def snapshot(self) -> Snapshot:
-        """Current counters of every endpoint that answered (one that did not is logged and left out)."""
-        if self.models is None:
-            raise RuntimeError("models not resolved yet: call resolve_models() first")
-        answers = await asyncio.gather(*(self._read(index) for index in range(len(self.clients))))
-        return {key: counters for answer in answers for key, counters in answer.items()}
-
-    async def poll(self) -> TritonCompute | None:
-        """Take a snapshot; return what was computed since the previous one (None the first time,
-        and while the models cannot be resolved)."""
-        if self.models is None and not await self.resolve_models():
+    async def read(self) -> PoolReading | None:
+        if self.served is None and not await self.resolve_models():
             return None
-        current = await self.snapshot()
-        previous, self._previous = self._previous, current
-        if previous is None:
+        assert self.served is not None
+        wanted = sorted({model for executing in self.served.values() for model in executing})
+        answers = await asyncio.gather(*(self._read(index, wanted) for index in range(len(self.clients))))
+        counters = {key: value for answer in answers for key, value in answer.items()}
+        if not counters:
             return None
-        return difference(previous, current)
+        return PoolReading(counters, dict(self.served))
 
     async def resolve_models(self) -> bool:
-        """Replace ensembles by the models they run, asking each endpoint until one answers."""
+        """Which models each served model executes, asking each endpoint until one answers."""
         for client in self.clients:
             try:
-                self.models = tuple(
-                    await asyncio.wait_for(executing_models(client, self.configured_models), timeout=self._timeout_s)
-                )
+                served = {}
+                for model in self.models:
+                    served[model] = tuple(
+                        await asyncio.wait_for(executing_models(client, [model]), timeout=self._timeout_s)
+                    )
+                self.served = served
                 return True
-            except Exception as exc:  # noqa: BLE001 - try the next endpoint, then the next poll
+            except Exception as exc:  # noqa: BLE001 - try the next endpoint, then the next read
                 log.warning("pool %s: cannot read the model configs (%r)", self.pool, exc)
         return False
 
-    def reset(self) -> None:
-        """Forget the previous snapshot: the next poll() starts a new series."""
-        self._previous = None
-
-    async def _read(self, index: int) -> dict[tuple[int, str], ModelCounters]:
+    async def _read(self, index: int, models: Sequence[str]) -> dict[str, Counters]:
         client = self.clients[index]
-        models = self.models or ()
         try:
             payload = await asyncio.wait_for(
                 _call(client.get_inference_statistics, "", as_json=True, **self._header_kwargs),
                 timeout=self._timeout_s,
             )
-        except Exception as exc:  # noqa: BLE001 - an unreachable endpoint makes the window incomplete, not the loop fail
+        except Exception as exc:  # noqa: BLE001 - an unreachable endpoint: its counters wait for the next read
             log.warning("pool %s: Triton statistics of endpoint %d unavailable: %r", self.pool, index, exc)
             return {}
         counters = parse_statistics(payload, models)
-        return {(index, model): counters.get(model, ModelCounters()) for model in models}
-
-
-def difference(previous: Snapshot, current: Snapshot) -> TritonCompute:
-    """The window between two snapshots. Keys in only one of them (an endpoint that did not
-    answer) are left out and make the result incomplete."""
-    total = ModelCounters()
-    for key in previous.keys() & current.keys():
-        total = total + current[key].since(previous[key])
-    return TritonCompute(
-        compute_ns=total.input_ns + total.infer_ns + total.output_ns,
-        infer_ns=total.infer_ns,
-        executions=total.executions,
-        inferences=total.inferences,
-        complete=previous.keys() == current.keys() and bool(current),
-    )
+        return {f"{index}|{model}": counters.get(model, Counters()) for model in models}

@@ -19,7 +19,9 @@ import typer
 from rich.console import Console
 
 from costing.chart import write_cost_chart
+from costing.cli import metered_share_lines, tie_out_line
 from costing.ledger import SqliteLedger
+from costing.reconciliation.summary import resource_summary, tie_out
 from costing.report import build_report as build_cost_report
 from costing.report_render import render
 from deploy.local.demo_client import drive
@@ -98,13 +100,19 @@ def main(
     ledger = SqliteLedger(stack.ledger_path)
     console.print(
         f"[bold]What finance pulls:[/bold] tollgate cost report --by feature --ledger {stack.ledger_path}\n"
-        "direct = priced on each request; overhead, idle, storage and operations = the reconciled windows' "
-        "rest of the bill, allocated by usage; fully_loaded = their sum; __unallocated__ = what windows in "
-        "which nothing was served cost"
+        "every resource (Triton pool x model, gateway replica, cache node, egress path, storage, operations) "
+        "has an origin charge per window = direct (metered per request) + overhead (measured beyond it) + "
+        "idle; each is allocated once to (feature, tenant, model); fully_loaded = their sum; "
+        "__unallocated__ = what nobody used"
     )
-    console.print(render(build_cost_report(ledger, ["feature"], None, None), "table"))
-    by_day = build_cost_report(ledger, ["day", "feature"], None, None)
-    chart_path = write_cost_chart(by_day, stack.log_dir.parent / "cost-by-feature.png")
+    console.print(render(build_cost_report(ledger, ["feature"], None, None), "table", width=REPORT_WIDTH), end="")
+    for line in [tie_out_line(item) for item in tie_out(ledger)] + metered_share_lines(resource_summary(ledger)):
+        console.print(line, markup=False, highlight=False)
+    report["tie_out"] = [
+        {"currency": t.currency, "origin_pico": t.origin_pico, "fully_loaded_pico": t.allocated_pico}
+        for t in tie_out(ledger)
+    ]
+    chart_path = write_cost_chart(ledger, stack.log_dir.parent / "cost-by-feature.png")
     report["cost_chart"] = str(chart_path)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {report_path} and the chart {chart_path}")

@@ -134,22 +134,22 @@ class Client:
 
 
 def ledger_rows(url: str) -> dict[str, tuple[int, float]]:
-    """request_id -> (rows with that id, cost_total) of the whole shared ledger."""
+    """request_id -> (rows with that id, direct cost in currency units) of the whole shared ledger."""
     import psycopg
 
     with psycopg.connect(url, connect_timeout=5) as connection:
         rows = connection.execute(
-            "SELECT request_id, COUNT(*), MAX(cost_total) FROM cost_records GROUP BY request_id"
+            "SELECT request_id, COUNT(*), MAX(cost_total_pico) FROM cost_records GROUP BY request_id"
         ).fetchall()
-    return {request_id: (count, cost) for request_id, count, cost in rows}
+    return {request_id: (count, cost / 1e12) for request_id, count, cost in rows}
 
 
 def ledger_total(url: str) -> tuple[int, float]:
     import psycopg
 
     with psycopg.connect(url, connect_timeout=5) as connection:
-        count, total = connection.execute("SELECT COUNT(*), COALESCE(SUM(cost_total), 0) FROM cost_records").fetchone()
-    return count, float(total)
+        count, total = connection.execute("SELECT COUNT(*), COALESCE(SUM(cost_total_pico), 0) FROM cost_records").fetchone()
+    return count, int(total) / 1e12
 
 
 def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.1):

@@ -68,7 +68,8 @@ def _wait_for_windows_until(ledger_path, moment: float, timeout_s: float) -> Non
     last_start = math.floor(moment / WINDOW_S) * WINDOW_S
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        starts = [window.window_start.timestamp() for window in SqliteLedger(ledger_path).windows()]
+        bookings = SqliteLedger(ledger_path).bookings()
+        starts = [booking.window_start.timestamp() for booking in bookings if booking.kind == "window"]
         if starts and max(starts) >= last_start:
             return
         time.sleep(0.3)
@@ -80,8 +81,9 @@ def accounted(module_gateway_factory):
     """A gateway with short reconciliation windows and a metrics port, after real traffic."""
     metrics_port = port_for_later_bind()
     gateway = module_gateway_factory(
-        metrics_port=metrics_port, reconciliation_window_s=WINDOW_S, reconciliation_grace_s=GRACE_S
-    )
+        metrics_port=metrics_port, reconciliation_window_s=WINDOW_S, reconciliation_grace_s=GRACE_S,
+        egress_path="internet",  # answers priced as if sent over the internet: egress is not free
+    )  # fmt: skip
     responses = []
     _sleep_past_window_boundary()
     with grpc.insecure_channel(gateway.address) as channel:

@@ -20,7 +20,9 @@ ACME = BudgetConfig(scope="tenant", name="acme", usd_per_month=100.0)
 
 
 def spend(index: int, amount: float, *, feature: str = "home_feed", tenant: str = "acme", at: dt.datetime = NOW):
-    return make_record(index, feature=feature, tenant=tenant, cost_total=amount, timestamp=at)
+    return make_record(
+        index, feature=feature, tenant=tenant, cost_compute=amount, cost_gateway=0.0, cost_cache=0.0, timestamp=at
+    )
 
 
 def tracker(metrics: CostMetrics | None = None, now: dt.datetime = NOW) -> BudgetTracker:
@@ -100,3 +102,34 @@ def test_budgets_are_validated() -> None:
         BudgetConfig(scope="feature", name="x", usd_per_month=0)
     with pytest.raises(ValueError, match="two budgets"):
         BudgetTracker([FEED, FEED])
+
+
+def test_a_fully_loaded_budget_counts_the_allocated_charges_of_booked_windows(tmp_path: Path) -> None:
+    """home_feed's budget on fully-loaded cost: the allocated charges of this month's booked
+    windows (overhead, idle, fixed costs included) plus the direct cost of what no window booked
+    yet; acme's direct budget ignores the allocations."""
+    from costing.price_book import load_price_book
+    from costing.reconciliation.booking import BookingState, book_window, opening
+
+    book = load_price_book(Path(__file__).resolve().parents[2] / "costing" / "price_book.toml")
+    loaded = BudgetConfig(scope="feature", name="home_feed", usd_per_month=10.0, basis="fully_loaded")
+    start = NOW - dt.timedelta(hours=1)
+    with SqliteLedger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.write([spend(0, 0.001, at=start + dt.timedelta(minutes=1))])  # booked below
+        ledger.book(lambda cursor: cursor.store(opening(start, book, "r", {}), [], []))
+
+        def work(cursor):
+            usage = cursor.take_records(start, start + dt.timedelta(minutes=30))
+            result = book_window(start, start + dt.timedelta(minutes=30), usage, book, BookingState(), triton={})
+            cursor.store(result.booking, result.charges, result.allocated)
+            return result
+
+        booked = ledger.book(work)
+        ledger.write([spend(1, 0.002, at=NOW - dt.timedelta(minutes=5))])  # not booked yet
+        budgets = BudgetTracker([loaded, ACME], clock=lambda: NOW)
+        refresh_from_ledger(budgets, ledger, lag_s=5, now=NOW)
+    allocated = sum(a.total_pico for a in booked.allocated if a.feature == "home_feed")
+    # 30 minutes of operations and storage alone are far more than the window's direct cost.
+    assert allocated > 1_000_000_000 * 100
+    assert budgets.spent_pico("feature", "home_feed") == allocated + 2_000_000_000
+    assert budgets.spent_pico("tenant", "acme") == 1_000_000_000 + 2_000_000_000  # direct only

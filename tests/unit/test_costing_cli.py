@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.unit.costing_factories import record_from
 from costing.cli import cost_app
 from costing.ledger import CostRecord, SqliteLedger
 from costing.settings import get_costing_settings
@@ -20,7 +21,7 @@ runner = CliRunner()
 
 
 def make_record(index: int, feature: str, tenant: str, day: int) -> CostRecord:
-    return CostRecord(
+    return record_from(
         request_id=f"req-{index}",
         timestamp=dt.datetime(2026, 11, day, 10, index, tzinfo=dt.UTC),
         rpc="Recommend",
@@ -35,7 +36,6 @@ def make_record(index: int, feature: str, tenant: str, day: int) -> CostRecord:
         compute_ns=1_000_000,
         gateway_cpu_ns=100_000,
         cache_ops=2,
-        cost_total=1.5e-8,
         cost_compute=1.2e-8,
         cost_gateway=2e-9,
         cost_cache=1e-9,
@@ -185,29 +185,106 @@ def test_ledger_url_option(ledger_path: Path) -> None:
 def test_reconciliation_command_without_windows(ledger_path: Path) -> None:
     result = runner.invoke(cost_app, ["reconciliation", "--ledger", str(ledger_path)])
     assert result.exit_code == 0, result.output
-    assert "No reconciled windows" in result.stderr
+    assert "No booked windows" in result.stderr
 
 
-def test_reconciliation_is_stated_under_the_table(ledger_path: Path) -> None:
+def book_two_minutes(ledger_path: Path) -> None:
+    """Book 10:00-10:02 of Nov 1: records 0 and 1 (1 ms each), Triton measuring 2.5 ms."""
     from costing.price_book import load_price_book
-    from costing.reconciliation.allocation import TritonCompute, reconcile_window
+    from costing.reconciliation.booking import BookingState, Counters, PoolReading, book_window, opening
 
     book = load_price_book(Path(__file__).resolve().parents[2] / "costing" / "price_book.toml")
     start = dt.datetime(2026, 11, 1, 10, 0, tzinfo=dt.UTC)
-    end = start + dt.timedelta(minutes=2)
+    served = {"recommender": ("recommender",)}
     with SqliteLedger(ledger_path) as ledger:
-        usage = ledger.owner_usage(start, end)
-        result = reconcile_window(start, end, usage, book, pools=["cpu-local"],
-                                  triton={"cpu-local": TritonCompute(3_000_000, 2_500_000, 2, 2)})  # fmt: skip
-        ledger.write_windows(result.windows, result.allocations)
-    table = runner.invoke(cost_app, ["report", "--by", "feature", "--ledger", str(ledger_path)])
+        ledger.book(lambda c: c.store(opening(start, book, "r", {"cpu-local": PoolReading({"0|recommender": Counters()}, served)}), [], []))
+
+        def work(cursor):
+            usage = cursor.take_records(start, start + dt.timedelta(minutes=2))
+            reading = PoolReading({"0|recommender": Counters(2, 2, 0, 2_500_000, 0)}, served)
+            result = book_window(start, start + dt.timedelta(minutes=2), usage, book, BookingState.from_json(cursor.last_booking().state),
+                                 triton={"cpu-local": reading})  # fmt: skip
+            cursor.store(result.booking, result.charges, result.allocated)
+
+        ledger.book(work)
+
+
+def test_the_tie_out_and_metered_share_are_stated_under_the_table(ledger_path: Path) -> None:
+    book_two_minutes(ledger_path)
+    table = runner.invoke(cost_app, ["report", "--by", "feature", "--ledger", str(ledger_path), "--since", "2026-11-01T10:00:00Z", "--until", "2026-11-01T10:02:00Z"])
     assert table.exit_code == 0, table.output
     assert "fully_loaded" in table.stdout
-    # 2 ms attributed (two requests of 1 ms) vs 2.5 ms compute_infer: -20 %.
-    assert "Reconciliation cpu-local: 1 windows" in table.stdout and "-20.0 %" in table.stdout
-    assert "identity exact" in table.stdout
+    assert "Tie-out: fully loaded = origin charges = $0.0" in table.stdout and "(difference 0)" in table.stdout
+    # The records were priced 1.2e-8 $ each; Triton measured 2.5 ms x 0.044625 $/h = 3.0990e-8 $:
+    # metering explained 2.4e-8 / 3.0990e-8 = 77.4 % of what the pool used.
+    assert "Metered compute:" in table.stdout and "(77.4 % of what it used" in table.stdout
+    assert "e-0" not in table.stdout, "money is never in scientific notation"
     as_json = runner.invoke(cost_app, ["report", "--by", "feature", "--format", "json", "--ledger", str(ledger_path)])
     assert json.loads(as_json.stdout)[0]["cost_basis"] == "fully_loaded"
-    assert "-20.0 %" in as_json.stderr  # machines get clean JSON on stdout
+    assert "difference 0" in as_json.stderr  # machines get clean JSON on stdout
     summary = runner.invoke(cost_app, ["reconciliation", "--ledger", str(ledger_path)])
-    assert "-20.0 %" in summary.stdout and "(shared: storage + operations)" in summary.stdout
+    assert summary.exit_code == 0, summary.output
+    assert "triton/cpu-local/recommender: 1 windows, 2 requests" in summary.stdout
+    assert "metered 77.4 % of what it used" in summary.stdout and "identity exact" in summary.stdout
+
+
+def test_the_default_ledger_is_the_newest_run_and_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_settings: None) -> None:
+    import os
+    import time
+
+    from costing.cli import default_ledger_path
+
+    for run, age in (("demo", 100), ("cluster", 0)):
+        path = tmp_path / "var" / run / "ledger.sqlite"
+        with SqliteLedger(path) as ledger:
+            ledger.write([make_record(0, "home-feed", run, day=1)])
+        os.utime(path, (time.time() - age, time.time() - age))
+    assert default_ledger_path(tmp_path) == tmp_path / "var" / "cluster" / "ledger.sqlite"
+    monkeypatch.delenv("TOLLGATE_LEDGER_PATH", raising=False)
+    monkeypatch.delenv("TOLLGATE_LEDGER_URL", raising=False)
+    monkeypatch.setattr("costing.cli.default_ledger_path", lambda root=None: default_ledger_path(tmp_path))
+    result = runner.invoke(cost_app, ["report", "--by", "tenant", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert f"ledger: {tmp_path / 'var' / 'cluster' / 'ledger.sqlite'}" in result.stderr
+    assert csv_rows(result.stdout)[0]["tenant"] == "cluster"
+
+
+def test_relative_ranges_and_calendar_months(ledger_path: Path) -> None:
+    from costing.cli import _time_range
+
+    now = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+    assert _time_range("7d", None, now=now) == (now - dt.timedelta(days=7), None)
+    assert _time_range("12h", None, now=now)[0] == now - dt.timedelta(hours=12)
+    assert _time_range(None, None, "2026-02") == (
+        dt.datetime(2026, 2, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    assert _time_range(None, None, "2026-12")[1] == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    result = runner.invoke(cost_app, ["report", "--by", "feature", "--month", "2026-11", "--format", "csv", "--ledger", str(ledger_path)])
+    assert result.exit_code == 0 and csv_rows(result.stdout)[-1]["requests"] == "4"
+    bad = runner.invoke(cost_app, ["report", "--month", "November", "--ledger", str(ledger_path)])
+    assert bad.exit_code == 2 and "2026-11" in bad.output
+
+
+def test_an_empty_range_keeps_its_columns_and_a_zero_total(ledger_path: Path) -> None:
+    result = runner.invoke(cost_app, ["report", "--by", "feature", "--month", "2030-01", "--ledger", str(ledger_path)])
+    assert result.exit_code == 0, result.output
+    assert "TOTAL" in result.stdout and "requests" in result.stdout and "fully_loaded" in result.stdout
+    as_csv = runner.invoke(cost_app, ["report", "--by", "feature", "--month", "2030-01", "--format", "csv", "--ledger", str(ledger_path)])
+    (total,) = csv_rows(as_csv.stdout)
+    assert (total["row_type"], total["requests"], total["direct"]) == ("total", "0", "0")
+
+
+def test_the_table_fits_the_terminal_or_drops_columns_and_says_so(ledger_path: Path) -> None:
+    from costing.ledger import SqliteLedger as Ledger
+    from costing.report import build_report
+    from costing.report_render import render_table
+
+    with Ledger(ledger_path) as ledger:
+        rows = build_report(ledger, ["feature", "tenant"])
+    narrow = render_table(rows, width=90)
+    assert max(len(line) for line in narrow.splitlines()) <= 90
+    assert "not shown for width" in narrow and "--columns" in narrow
+    chosen = render_table(rows, columns=["requests", "direct", "clicks"], width=90)
+    assert "clicks" in chosen and "overhead" not in chosen
+    # Tiny amounts are shown in micro-dollars, with digits that mean something.
+    assert "µUSD" in narrow and "0.015" in render_table(rows, columns=["direct"], width=200)

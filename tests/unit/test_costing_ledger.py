@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.costing_factories import record_from
 from costing.ledger import COLUMNS, CostRecord, LedgerError, LedgerWriter, SqliteLedger
 from costing.ledger.journal import Journal
 from costing.ledger.writer import WriterState
@@ -48,7 +49,7 @@ def make_record(index: int, *, timestamp: dt.datetime | None = None, **overrides
         "price_book_version": "test-1",
     }
     fields.update(overrides)
-    return CostRecord(**fields)  # type: ignore[arg-type]
+    return record_from(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -77,13 +78,16 @@ def test_creates_directory_schema_wal_and_indexes(tmp_path: Path) -> None:
 def test_round_trip_keeps_every_field(ledger: SqliteLedger) -> None:
     records = [
         make_record(0),
-        make_record(1, cache_hit=True, pool="", device="", compute_ns=0, cost_compute=0.0, cost_avoided=3.3e-8),
-        make_record(2, status="INVALID_ARGUMENT", tenant="globex", cost_total=1.2345678901234567e-7),
-    ]
+        make_record(1, cache_hit=True, pool="cache", device="redis", compute_ns=0, cost_compute=0.0,
+                    cost_avoided=3.3e-8, avoided_is_cash=False, replica="r1", egress_path="internet"),
+        # A large amount keeps every pico-dollar: 123,456.789012345678 $ is no float.
+        make_record(2, status="INVALID_ARGUMENT", tenant="globex", cost_compute_pico=123_456_789_012_345_678),
+    ]  # fmt: skip
     assert ledger.write(records) == 3
     assert ledger.records() == records
     assert ledger.count() == 3
-    assert ledger.total_cost() == pytest.approx(math.fsum(record.cost_total for record in records))
+    assert ledger.total_cost_pico() == sum(record.cost_total_pico for record in records)
+    assert records[2].cost_total_pico == 123_456_789_012_345_678 + 3_000
 
 
 def test_timestamps_are_stored_in_utc_and_naive_ones_refused(ledger: SqliteLedger) -> None:
@@ -103,7 +107,7 @@ def test_write_is_idempotent_by_request_id(ledger: SqliteLedger) -> None:
     assert ledger.write(first) == 5
     assert ledger.write(first) == 0
     # A replayed id keeps its first version; only the new ids count.
-    replay = [make_record(4, cost_total=99.0), make_record(5), make_record(6)]
+    replay = [make_record(4, cost_compute=99.0), make_record(5), make_record(6)]
     assert ledger.write(replay) == 2
     assert ledger.count() == 7
     assert ledger.records()[4].cost_total == first[4].cost_total

@@ -7,7 +7,6 @@ PostgreSQL tests run in a schema of their own (unique suffix) and drop only that
 from __future__ import annotations
 
 import datetime as dt
-import math
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,9 @@ from test_costing_ledger import T0, make_record
 
 from costing.ledger import LedgerError, SqlLedger, open_ledger, sqlite_url
 from costing.ledger import SqliteLedger
-from costing.records import Allocation, Outcome, PoolWindow
+from costing.price_book import load_price_book
+from costing.reconciliation.booking import BookingState, book_window, opening
+from costing.records import Outcome, ReplicaReading
 from tests.support import TEST_POSTGRES_URL, postgres_unavailable
 
 
@@ -40,18 +41,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlLedge
         ledger.close()
 
 
-def window(start: dt.datetime, pool: str, *, direct: int = 40, overhead: int = 10, idle: int = 70) -> PoolWindow:
-    return PoolWindow(
-        window_start=start, window_end=start + dt.timedelta(minutes=1), pool=pool, currency="USD",
-        price_book_version="test-1", provisioned_units=2.0, provisioned_pico=direct + overhead + idle,
-        capacity_pico=direct + overhead + idle, direct_pico=direct, overhead_pico=overhead, idle_pico=idle,
-        storage_pico=0, operations_pico=0, requests=3, attributed_compute_ns=40, triton_compute_ns=50,
-        triton_infer_ns=45, triton_executions=2, attributed_vs_triton_difference=-5 / 45,
-    )  # fmt: skip
-
-
-def allocation(start: dt.datetime, pool: str, feature: str, direct: int, overhead: int, idle: int) -> Allocation:
-    return Allocation(start, pool, feature, "acme", "recommender", "cpu", "USD", direct, direct, overhead, idle, 0, 0)
+BOOK = load_price_book(Path(__file__).resolve().parents[2] / "costing" / "price_book.toml")
 
 
 def test_records_round_trip_with_egress_and_are_idempotent(backend: SqlLedger) -> None:
@@ -61,66 +51,72 @@ def test_records_round_trip_with_egress_and_are_idempotent(backend: SqlLedger) -
     stored = backend.records()
     assert stored[:20] == records and len(stored) == 21
     assert backend.count() == 21
-    assert backend.total_cost() == pytest.approx(math.fsum(r.cost_total for r in stored), rel=1e-12)
+    assert backend.total_cost_pico() == sum(r.cost_total_pico for r in stored)  # exact
     (sums,) = backend.summarize(["day", "cache_hit"])
     assert sums.group == {"day": "2026-11-01", "cache_hit": False}
     assert sums.response_bytes == sum(r.response_bytes for r in stored)
-    assert sums.cost_egress == pytest.approx(math.fsum(r.cost_egress for r in stored))
+    assert sums.cost_egress_pico == sum(r.cost_egress_pico for r in stored)
     assert sums.requests == 21 and sums.compute_ns == sum(r.compute_ns for r in stored)
 
 
-def test_owner_usage_and_spend_sum_a_time_range(backend: SqlLedger) -> None:
+def test_spend_sums_a_time_range_exactly(backend: SqlLedger) -> None:
     backend.write([make_record(index, feature="home_feed" if index % 2 else "search_box") for index in range(10)])
-    usage = backend.owner_usage(T0, T0 + dt.timedelta(seconds=6))  # records 0..5
-    assert {(u.feature, u.requests) for u in usage} == {("home_feed", 3), ("search_box", 3)}
-    assert sum(u.compute_ns for u in usage) == sum(1_000_000 * (i + 1) for i in range(6))
-    spend = backend.spend("feature", T0, T0 + dt.timedelta(seconds=6))
-    assert spend["home_feed"] == pytest.approx(math.fsum(make_record(i).cost_total for i in (1, 3, 5)))
-    assert backend.spend("tenant", T0, T0 + dt.timedelta(hours=1)) == {"acme": pytest.approx(backend.total_cost())}
+    spend = backend.spend("feature", T0, T0 + dt.timedelta(seconds=6))  # records 0..5
+    assert spend["home_feed"] == sum(make_record(i).cost_total_pico for i in (1, 3, 5))
+    assert backend.spend("tenant", T0, T0 + dt.timedelta(hours=1)) == {"acme": backend.total_cost_pico()}
+
+
+def test_a_booking_takes_each_record_once_and_stores_its_charges(backend: SqlLedger) -> None:
+    """Records before the window's end are booked into it (late ones flagged); a second booking
+    of the same end is refused; fully-loaded spend = allocated + what no window booked yet."""
+    backend.write([make_record(index, feature="home_feed", replica="r1") for index in range(4)])
+    backend.publish_replica(ReplicaReading("r1", T0, T0 + dt.timedelta(seconds=2), 10**9, 0.5))
+    backend.publish_replica(ReplicaReading("r1", T0, T0 + dt.timedelta(seconds=3), 2 * 10**9, 0.5))  # replaced
+    assert [r.process_cpu_ns for r in backend.replicas()] == [2 * 10**9]
+    backend.book(lambda cursor: cursor.store(opening(T0, BOOK, "r1", {}), [], []))
+    end = T0 + dt.timedelta(seconds=2)
+
+    def book(cursor):
+        last = cursor.last_booking()
+        usage = cursor.take_records(last.window_end, end)
+        result = book_window(last.window_end, end, usage, BOOK, BookingState.from_json(last.state), triton={},
+                             replicas=cursor.replicas(), booked_by="r1")  # fmt: skip
+        cursor.store(result.booking, result.charges, result.allocated)
+        return usage
+
+    (usage,) = backend.book(book)
+    assert (usage.requests, usage.late) == (2, False)  # records 0 and 1
+    assert backend.booked_until() == end
+    assert backend.unbooked() == (2, sum(make_record(i).cost_total_pico for i in (2, 3)))
+    with pytest.raises(LedgerError, match="already booked"):
+        backend.book(lambda cursor: cursor.store(opening(end, BOOK, "r2", {}), [], []))
+    charges, allocated = backend.charges(), backend.allocated()
+    assert sum(c.capacity_pico for c in charges) == sum(a.total_pico for a in allocated) > 0
+    (by_day,) = backend.summarize_allocated(["day"])
+    assert by_day.group == {"day": "2026-11-01"} and by_day.total_pico == sum(a.total_pico for a in allocated)
+    loaded = backend.fully_loaded_spend("feature", T0, T0 + dt.timedelta(hours=1))
+    assert loaded == {"home_feed": sum(a.total_pico for a in allocated) + backend.unbooked()[1]}
 
 
 def test_outcomes_are_idempotent_and_join_their_requests(backend: SqlLedger) -> None:
     backend.write([make_record(0, feature="home_feed"), make_record(1, feature="search_box")])
     outcomes = [
-        Outcome("o-1", "req-000000", T0, "click", 0.0, "USD"),
-        Outcome("o-2", "req-000000", T0, "purchase", 25.5, "USD"),
-        Outcome("o-3", "req-000001", T0, "purchase", 10.0, "USD"),
-        Outcome("o-4", "req-unknown", T0, "purchase", 99.0, "USD"),  # no such request: not attributed
-        Outcome("o-5", "req-000001", T0, "purchase", 7.0, "EUR"),  # another currency: not added to USD
+        Outcome("o-1", "req-000000", T0, "click", 0, "USD"),
+        Outcome("o-2", "req-000000", T0, "purchase", 25_500_000_000_000, "USD"),
+        Outcome("o-3", "req-000001", T0, "purchase", 10_000_000_000_000, "USD"),
+        Outcome("o-4", "req-unknown", T0, "purchase", 99_000_000_000_000, "USD"),  # no such request: not attributed
+        Outcome("o-5", "req-000001", T0, "purchase", 7_000_000_000_000, "EUR"),  # another currency: not added to USD
     ]
     assert backend.write_outcomes(outcomes) == 5
-    assert backend.write_outcomes([Outcome("o-2", "req-000000", T0, "purchase", 1e6, "USD")]) == 0  # a retry
+    assert backend.write_outcomes([Outcome("o-2", "req-000000", T0, "purchase", 1, "USD")]) == 0  # a retry
     assert [o.outcome_id for o in backend.outcomes()] == ["o-1", "o-2", "o-3", "o-4", "o-5"]
     sums = {s.group["feature"]: s for s in backend.summarize_outcomes(["feature"])}
-    assert (sums["home_feed"].clicks, sums["home_feed"].conversions, sums["home_feed"].revenue) == (1, 1, 25.5)
-    assert (sums["search_box"].outcomes, sums["search_box"].conversions, sums["search_box"].revenue) == (1, 1, 10.0)
-
-
-def test_windows_are_stored_once_with_their_allocations(backend: SqlLedger) -> None:
-    start = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
-    first = [
-        allocation(start, "cpu-local", "home_feed", 30, 7, 53),
-        allocation(start, "cpu-local", "search_box", 10, 3, 17),
-    ]
-    assert backend.write_windows([window(start, "cpu-local")], first) == 1
-    # Another replica's copy of the same window: skipped whole, allocations included.
-    other = [allocation(start, "cpu-local", "home_feed", 40, 10, 70)]
-    assert (
-        backend.write_windows([window(start, "cpu-local"), window(start + dt.timedelta(minutes=1), "cpu-local")], other)
-        == 1
-    )
-    assert backend.windows() == [window(start, "cpu-local"), window(start + dt.timedelta(minutes=1), "cpu-local")]
-    assert backend.allocations() == first
-    (by_day,) = backend.summarize_allocations(["day"])
-    assert by_day.group == {"day": "2026-11-23"}
-    assert (by_day.direct_pico, by_day.overhead_pico, by_day.idle_pico) == (40, 10, 70)
-    assert [s.group["feature"] for s in backend.summarize_allocations(["feature", "pool", "device"])] == [
-        "home_feed",
-        "search_box",
-    ]
-    assert backend.windows(since=start + dt.timedelta(seconds=1)) == [
-        window(start + dt.timedelta(minutes=1), "cpu-local")
-    ]
+    assert (sums["home_feed"].clicks, sums["home_feed"].conversions, sums["home_feed"].revenue_pico) == (
+        1, 1, 25_500_000_000_000,
+    )  # fmt: skip
+    assert (sums["search_box"].outcomes, sums["search_box"].conversions, sums["search_box"].revenue_pico) == (
+        1, 1, 10_000_000_000_000,
+    )  # fmt: skip
 
 
 def test_an_older_sqlite_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -138,19 +134,32 @@ def test_an_older_sqlite_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         )  # fmt: skip
     with SqliteLedger(path, create=False) as ledger:  # a report opening it is enough
         (old,) = ledger.records()
-        assert (old.response_bytes, old.cost_egress) == (0, 0.0)
+        assert (old.response_bytes, old.cost_egress_pico) == (0, 0)
+        # Float money becomes integer pico-units, to the pico: 3e-8 $ = 30,000 pico-$.
+        assert (old.cost_total_pico, old.cost_compute_pico, old.cost_gateway_pico) == (30_000, 20_000, 5_000)
         assert ledger.write([make_record(1, response_bytes=512, cost_egress=1e-9)]) == 1
-        assert ledger.windows() == [] and ledger.outcomes() == []
+        assert ledger.charges() == [] and ledger.outcomes() == [] and ledger.bookings() == []
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(cost_records)")}
+    assert "cost_total" not in columns and "cost_total_pico" in columns
 
 
 def test_an_older_postgres_ledger_is_upgraded_in_place(postgres_url: str) -> None:
     ledger = new_postgres_ledger(postgres_url)
     try:
-        ledger._run(lambda cursor: cursor.execute("ALTER TABLE cost_records DROP COLUMN cost_egress"))  # type: ignore[attr-defined]
-        ledger._run(lambda cursor: cursor.execute("DROP TABLE outcomes"))  # type: ignore[attr-defined]
+        ledger.write([make_record(0, cost_egress=2e-9)])
+        # The float money of an older ledger: egress 2e-9 $, total 3.2e-8 $.
+        for statement in (
+            "ALTER TABLE cost_records ADD COLUMN cost_egress DOUBLE PRECISION NOT NULL DEFAULT 0",
+            "UPDATE cost_records SET cost_egress = 2e-9",
+            "ALTER TABLE cost_records DROP COLUMN cost_egress_pico",
+            "DROP TABLE outcomes",
+        ):
+            ledger._run(lambda cursor, sql=statement: cursor.execute(sql))  # type: ignore[attr-defined]
         reopened = open_ledger(postgres_url, schema=ledger.schema, create=False)  # type: ignore[attr-defined]
-        assert reopened.write([make_record(0, cost_egress=2e-9)]) == 1
-        assert reopened.records()[0].cost_egress == 2e-9 and reopened.outcomes() == []
+        assert reopened.records()[0].cost_egress_pico == 2_000 and reopened.outcomes() == []
+        reopened.close()
+        reopened = open_ledger(postgres_url, schema=ledger.schema)  # type: ignore[attr-defined]
         reopened.close()
     finally:
         ledger.drop_schema()  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ def workload(count: int) -> list:
             status="OK" if index % 9 else "DEADLINE_EXCEEDED",
             cost_avoided=3e-8 if index % 4 == 0 else 0.0,
             response_bytes=700 + index,
-            cost_total=1e-8 * (1 + index % 7) + 1e-9,
+            cost_compute=1e-8 * (1 + index % 7) + 1e-9,
         )
         for index in range(count)
     ]

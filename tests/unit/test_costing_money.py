@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from costing.money import PICO_PER_UNIT, allocate, exact, from_pico, to_pico
+from costing.money import (
+    PICO_PER_UNIT,
+    allocate,
+    decimal_text,
+    exact,
+    from_pico,
+    prorate_hourly,
+    prorate_monthly,
+    to_pico,
+)
 
 
 def test_prices_are_read_as_the_decimals_they_were_written_as() -> None:
@@ -49,3 +61,51 @@ def test_allocation_is_exact_and_deterministic_on_random_cases() -> None:
 def test_allocation_needs_positive_weights(weights: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         allocate(10, weights)
+
+
+def test_monthly_prices_follow_calendar_months_to_the_unit() -> None:
+    """Σ of any contiguous windows over February, and over a 31-day month, is the monthly
+    price exactly: no 730-hour month (which made February 7.9 % low and a 31-day month 1.9 % high)."""
+    monthly = Fraction(55_113, 100)  # 551.13 $
+    for first, following in ((dt.datetime(2026, 2, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 1, tzinfo=dt.UTC)),
+                             (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC))):  # fmt: skip
+        windows = []
+        moment = first
+        while moment < following:  # minute windows, with a few odd partial ones
+            step = dt.timedelta(minutes=1) if moment.minute % 7 else dt.timedelta(seconds=37)
+            end = min(following, moment + step)
+            windows.append(prorate_monthly(monthly, moment, end))
+            moment = end
+        assert sum(windows) == to_pico(monthly) == 551_130_000_000_000
+    # Half of February (14 of 28 days) is half the price; half of January less.
+    feb = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    assert prorate_monthly(Fraction(28), feb, feb + dt.timedelta(days=14)) == 14 * PICO_PER_UNIT
+    jan = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert prorate_monthly(Fraction(31), jan, jan + dt.timedelta(days=14)) == 14 * PICO_PER_UNIT
+    # A span across a month end takes each month's share at its own length.
+    assert prorate_monthly(Fraction(28), feb - dt.timedelta(days=1), feb + dt.timedelta(days=1)) == to_pico(
+        Fraction(28, 31) + 1
+    )
+
+
+@given(st.lists(st.integers(1, 10**6), min_size=1, max_size=40), st.integers(0, 10**6))
+def test_contiguous_windows_add_up_to_the_span_exactly(steps_ms: list[int], offset_ms: int) -> None:
+    start = dt.datetime(2026, 11, 30, tzinfo=dt.UTC) + dt.timedelta(milliseconds=offset_ms)
+    moments = [start]
+    for step in steps_ms:
+        moments.append(moments[-1] + dt.timedelta(milliseconds=step))
+    hourly, monthly = Fraction(44_625, 1_000_000), Fraction(605_125, 1_000)
+    assert sum(prorate_hourly(hourly, a, b) for a, b in zip(moments, moments[1:])) == prorate_hourly(
+        hourly, moments[0], moments[-1]
+    )
+    assert sum(prorate_monthly(monthly, a, b) for a, b in zip(moments, moments[1:])) == prorate_monthly(
+        monthly, moments[0], moments[-1]
+    )
+
+
+def test_exact_amounts_print_as_plain_decimals() -> None:
+    assert decimal_text(1) == "0.000000000001"
+    assert decimal_text(1_500_000_000_000) == "1.5"
+    assert decimal_text(-20_000_000) == "-0.00002"
+    assert decimal_text(0) == "0.0"
+    assert allocate(-10, {"a": 1, "b": 1, "c": 1}) == {"a": -4, "b": -3, "c": -3}

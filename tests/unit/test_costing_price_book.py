@@ -57,7 +57,15 @@ def test_default_infrastructure_and_operations_prices_follow_their_sources() -> 
     # Provisioned capacity: one c7i.large (2 vCPU) and one g6.xlarge (1 GPU).
     assert book.pool("cpu-local").provisioned_units == 2
     assert book.pool("gpu-local").provisioned_units == 1
-    assert book.egress.usd_per_gb == pytest.approx(0.09) and "data transfer out" in book.egress.source
+    # Egress by network path: in-cluster callers in the same zone are free on AWS, the default.
+    assert book.egress.default_path == "same_zone"
+    assert {name: path.usd_per_gb for name, path in book.egress.paths.items()} == {
+        "same_zone": 0.0, "cross_zone": 0.01, "internet": 0.09,
+    }  # fmt: skip
+    assert "data transfer out" in book.egress.path("internet").source
+    # The gateway's replicas (their CPU request) and the cache node are origin charges too.
+    assert book.gateway.provisioned_vcpus == 0.5
+    assert (book.cache.usd_per_node_hour, book.cache.nodes) == (0.032, 1)
     assert book.storage.usd_per_gb_month == pytest.approx(0.08) and "gp3" in book.storage.source
     assert book.storage.provisioned_gb == 60
     assert set(book.operations) == {"monitoring", "people"}
@@ -65,7 +73,17 @@ def test_default_infrastructure_and_operations_prices_follow_their_sources() -> 
     assert book.operations["people"].usd_per_month == pytest.approx(132_270 * 0.05 / 12)
     assert "BLS" in book.operations["people"].source and "Assumed" in book.operations["people"].source
     assert book.operations_usd_per_month == pytest.approx(54 + 132_270 * 0.05 / 12)
-    assert book.hours_per_month == 730
+
+def test_a_fixed_month_length_is_refused_months_are_calendar_months(tmp_path: Path) -> None:
+    path = write_variant(tmp_path, 'currency = "USD"', 'currency = "USD"\nhours_per_month = 730')
+    with pytest.raises(PriceBookError, match="calendar month"):
+        load_price_book(path)
+
+
+def test_a_flat_egress_price_is_refused_egress_is_priced_by_path(tmp_path: Path) -> None:
+    path = write_variant(tmp_path, 'default_path = "same_zone"', 'usd_per_gb = 0.09\nsource = "x"')
+    with pytest.raises(PriceBookError, match="network path"):
+        load_price_book(path)
 
 
 def test_effective_dates_say_when_a_version_applies(tmp_path: Path) -> None:
@@ -88,7 +106,8 @@ def test_a_book_without_the_new_sections_still_loads_with_nothing_priced(tmp_pat
         encoding="utf-8",
     )
     book = load_price_book(path)
-    assert book.egress.usd_per_gb == 0 and book.storage.provisioned_gb == 0 and book.operations == {}
+    assert book.egress.path("").usd_per_gb == 0 and book.storage.provisioned_gb == 0 and book.operations == {}
+    assert book.gateway.provisioned_vcpus == 0 and book.cache.nodes == 0
     assert book.pool("cpu-local").provisioned_units == 0  # on demand: no idle capacity
 
 
@@ -123,12 +142,13 @@ def test_negative_price_is_refused_with_its_key(tmp_path: Path) -> None:
         ('currency = "USD"', 'currency = "EUR"', "currency"),
         ('location = "private"', 'location = "moon"', "location"),
         ('device = "cpu"', 'devcie = "cpu"', "devcie"),  # a misspelt key is not ignored
-        ('version = "2026.11.2"', "version = 3", "version"),
+        ('version = "2026.12.1"', "version = 3", "version"),
         ("provisioned_units = 2", "provisioned_units = -2", r"pools\.cpu-local\.provisioned_units"),
-        ("usd_per_gb = 0.09", "usd_per_gb = -0.09", r"egress\.usd_per_gb"),
+        ("usd_per_gb = 0.09", "usd_per_gb = -0.09", r"egress\.paths\.internet\.usd_per_gb"),
+        ('default_path = "same_zone"', 'default_path = "moon"', "default_path"),
         ("provisioned_gb = 60", "provisioned_gb = inf", r"storage\.provisioned_gb"),
         ("usd_per_month = 54.0", "usd_per_month = -54.0", r"operations\.monitoring\.usd_per_month"),
-        ("hours_per_month = 730", "hours_per_month = 0", "hours_per_month"),
+        ("nodes = 1", "nodes = -1", r"cache\.nodes"),
         ("effective_date = 2026-11-23", "effective_date = 2026-11-23\neffective_until = 2026-11-01", "effective_until"),
     ],
 )

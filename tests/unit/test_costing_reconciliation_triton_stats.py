@@ -1,5 +1,6 @@
-"""Triton statistics: execution-level counters, snapshot differences, restarts, unreachable
-endpoints, ensembles. The payloads have the shape of Triton 2.51's JSON answers (int64 as strings)."""
+"""Triton statistics: execution-level counters, cumulative readings per endpoint and executing
+model, restarts, unreachable endpoints, ensembles. The payloads have the shape of Triton 2.51's
+JSON answers (int64 as strings). Deltas between readings are the booking's (test_costing_booking)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from costing.reconciliation.triton_stats import (
-    ModelCounters,
-    TritonStatsPoller,
-    difference,
-    executing_models,
-    parse_statistics,
-)
+from costing.reconciliation.booking import Counters
+from costing.reconciliation.triton_stats import ModelCounters, TritonReader, executing_models, parse_statistics
 
 
 def model_stats(name: str, batches: dict[int, tuple[int, int, int, int]], inferences: int) -> dict[str, Any]:
@@ -63,19 +59,12 @@ def test_unbatched_models_and_missing_fields() -> None:
     assert parsed == {"plain": ModelCounters(3, 3, 30, 900, 0), "fresh": ModelCounters()}
 
 
-def test_difference_restarts_and_missing_endpoints() -> None:
-    before = {(0, "m"): ModelCounters(10, 20, 100, 1_000, 10), (1, "m"): ModelCounters(5, 5, 50, 500, 5)}
-    after = {
-        (0, "m"): ModelCounters(12, 24, 130, 1_600, 14),
-        (1, "m"): ModelCounters(1, 1, 9, 90, 1),
-    }  # endpoint 1 restarted
-    window = difference(before, after)
-    assert (window.executions, window.inferences) == (2 + 1, 4 + 1)
-    assert window.infer_ns == 600 + 90
-    assert window.compute_ns == (30 + 600 + 4) + (9 + 90 + 1)
-    assert window.complete
-    partial = difference(before, {(0, "m"): after[(0, "m")]})  # endpoint 1 did not answer
-    assert not partial.complete and partial.infer_ns == 600
+def test_counters_since_an_earlier_reading_and_after_a_restart() -> None:
+    before = Counters(10, 20, 100, 1_000, 10)
+    assert Counters(12, 24, 130, 1_600, 14).since(before) == Counters(2, 4, 30, 600, 4)
+    assert Counters(1, 1, 9, 90, 1).since(before) == Counters(1, 1, 9, 90, 1)  # restarted: all of it
+    assert Counters(1, 1, 9, 90, 1).since(None) == Counters(1, 1, 9, 90, 1)
+    assert Counters(1, 1, 9, 90, 1).compute_ns == 100
 
 
 class FakeTriton:
@@ -107,24 +96,28 @@ class FakeTriton:
         return {"config": configs[model_name]}
 
 
-async def test_poller_sums_endpoints_and_diffs_snapshots() -> None:
+async def test_reader_gives_each_endpoints_cumulative_counters_per_served_model() -> None:
     first, second = FakeTriton(1_000), FakeTriton(3_000)
-    poller = TritonStatsPoller([first, second], ["recommender"], "cpu-local")
-    assert await poller.poll() is None  # primes
-    window = await poller.poll()
-    assert window is not None and window.complete
-    assert (window.executions, window.infer_ns, window.compute_ns) == (2, 4_000, 4_000 + 20 + 10)
+    reader = TritonReader([first, second], ["recommender", "product_search"], "cpu-local")
+    reading = await reader.read()
+    assert reading is not None
+    assert reading.served == {"recommender": ("recommender",), "product_search": ("query_encoder", "product_index")}
+    assert reading.counters["0|recommender"] == Counters(1, 1, 10, 1_000, 5)
+    assert reading.counters["1|recommender"] == Counters(1, 1, 10, 3_000, 5)
+    assert reading.counters["0|query_encoder"] == Counters()  # not loaded on this fake: zero
 
-    second.fail = True
-    window = await poller.poll()
-    assert window is not None and not window.complete and window.infer_ns == 1_000
+    second.fail = True  # an endpoint that does not answer is left out; its counters wait
+    reading = await reader.read()
+    assert reading is not None and not any(key.startswith("1|") for key in reading.counters)
+    first.fail = True
+    assert await reader.read() is None
 
 
-def test_poller_needs_clients_and_models() -> None:
+def test_reader_needs_clients_and_models() -> None:
     with pytest.raises(ValueError, match="client"):
-        TritonStatsPoller([], ["m"], "p")
+        TritonReader([], ["m"], "p")
     with pytest.raises(ValueError, match="model"):
-        TritonStatsPoller([FakeTriton(1)], [], "p")
+        TritonReader([FakeTriton(1)], [], "p")
 
 
 async def test_ensembles_are_replaced_by_the_models_they_run() -> None:
@@ -138,28 +131,36 @@ async def test_a_sync_client_is_called_off_the_event_loop() -> None:
         def get_inference_statistics(self, model_name: str = "", as_json: bool = False) -> dict[str, Any]:
             return asyncio.run(FakeTriton(7).get_inference_statistics(model_name, as_json=as_json))
 
-    snapshot = await TritonStatsPoller([SyncTriton()], ["recommender"], "cpu-local").snapshot()
-    assert snapshot == {(0, "recommender"): ModelCounters(1, 1, 10, 7, 5)}
+    class SyncConfig(SyncTriton):
+        def get_model_config(self, model_name: str, as_json: bool = False) -> dict[str, Any]:
+            return {"config": {"backend": "python"}}
+
+    reading = await TritonReader([SyncConfig()], ["recommender"], "cpu-local").read()
+    assert reading is not None and reading.counters == {"0|recommender": ModelCounters(1, 1, 10, 7, 5)}
 
 
 async def test_the_admin_key_goes_with_every_statistics_call() -> None:
     """Triton restricts its statistics protocol behind a header key (deploy/k8s): the poller sends it."""
     seen: list[dict[str, str] | None] = []
 
-    class RestrictedTriton:
+    class RestrictedTriton(FakeTriton):
+        def __init__(self) -> None:
+            super().__init__(7)
+
         async def get_inference_statistics(self, model_name: str = "", as_json: bool = False, headers=None):
             seen.append(headers)
             if headers != {"triton-grpc-protocol-admin-key": "k3y"}:
                 raise ConnectionError("This protocol is restricted")
             return await FakeTriton(7).get_inference_statistics(model_name, as_json=as_json)
 
-    keyed = TritonStatsPoller([RestrictedTriton()], ["recommender"], "cpu-local", headers={"triton-grpc-protocol-admin-key": "k3y"})
-    assert await keyed.snapshot() == {(0, "recommender"): ModelCounters(1, 1, 10, 7, 5)}
-    assert await TritonStatsPoller([RestrictedTriton()], ["recommender"], "cpu-local").snapshot() == {}
+    keyed = TritonReader([RestrictedTriton()], ["recommender"], "cpu-local", headers={"triton-grpc-protocol-admin-key": "k3y"})
+    reading = await keyed.read()
+    assert reading is not None and reading.counters == {"0|recommender": ModelCounters(1, 1, 10, 7, 5)}
+    assert await TritonReader([RestrictedTriton()], ["recommender"], "cpu-local").read() is None
     assert seen == [{"triton-grpc-protocol-admin-key": "k3y"}, None]
 
 
-async def test_ensembles_are_resolved_before_the_first_snapshot_and_retried_until_then() -> None:
+async def test_ensembles_are_resolved_before_the_first_reading_and_retried_until_then() -> None:
     triton = FakeTriton(1_000)
     real_config = triton.get_model_config
 
@@ -167,10 +168,9 @@ async def test_ensembles_are_resolved_before_the_first_snapshot_and_retried_unti
         raise ConnectionError("Triton is starting")
 
     triton.get_model_config = down  # type: ignore[method-assign]
-    poller = TritonStatsPoller([triton], ["recommender", "product_search"], "cpu-local", expand_ensembles=True)
-    assert await poller.poll() is None and poller.models is None  # no figures rather than wrong ones
+    reader = TritonReader([triton], ["recommender", "product_search"], "cpu-local")
+    assert await reader.read() is None and reader.served is None  # no figures rather than wrong ones
     triton.get_model_config = real_config  # type: ignore[method-assign]
-    assert await poller.poll() is None  # resolved, primed
-    assert poller.models == ("recommender", "query_encoder", "product_index")
-    window = await poller.poll()
-    assert window is not None and window.executions == 1
+    reading = await reader.read()
+    assert reading is not None
+    assert sorted(key.split("|")[1] for key in reading.counters) == ["product_index", "query_encoder", "recommender"]

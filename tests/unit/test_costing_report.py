@@ -6,12 +6,13 @@ import csv
 import datetime as dt
 import io
 import json
-import math
+from decimal import Decimal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.unit.costing_factories import record_from
 from costing.ledger import CostRecord, SqliteLedger
 from costing.report import GROUP_KEYS, ReportRow, build_report
 from costing.report_render import render
@@ -52,7 +53,7 @@ def make_record(index: int, **overrides: object) -> CostRecord:
         "price_book_version": "test-1",
     }
     fields.update(overrides)
-    return CostRecord(**fields)  # type: ignore[arg-type]
+    return record_from(**fields)  # type: ignore[arg-type]
 
 
 RECORDS = [make_record(index) for index in range(90)]
@@ -77,22 +78,23 @@ def test_group_by_feature_sums_each_feature(ledger: SqliteLedger) -> None:
         assert row.requests == len(members)
         assert row.cache_hits == sum(record.cache_hit for record in members)
         assert row.errors == sum(record.status != "OK" for record in members)
-        assert row.compute_seconds == pytest.approx(sum(record.compute_ns for record in members) / 1e9)
-        assert row.direct == pytest.approx(math.fsum(record.cost_total for record in members))
-        assert row.compute == pytest.approx(math.fsum(record.cost_compute for record in members))
-        assert row.gateway == pytest.approx(math.fsum(record.cost_gateway for record in members))
-        assert row.cache == pytest.approx(math.fsum(record.cost_cache for record in members))
-        assert row.avoided == pytest.approx(math.fsum(record.cost_avoided for record in members))
-        assert row.cost_per_1k_requests == pytest.approx(row.direct / row.requests * 1000)
+        assert row.compute_seconds == Decimal(sum(record.compute_ns for record in members)) / 10**9
+        assert row.direct_pico == sum(record.cost_total_pico for record in members)
+        assert row.compute_pico == sum(record.cost_compute_pico for record in members)
+        assert row.gateway_pico == sum(record.cost_gateway_pico for record in members)
+        assert row.cache_pico == sum(record.cost_cache_pico for record in members)
+        assert row.avoided_pico == sum(record.cost_avoided_pico for record in members)
+        assert row.direct == Decimal(row.direct_pico) / 10**12  # exact decimal, never a float
+        assert row.cost_per_1k_requests == (row.direct / row.requests * 1000).quantize(Decimal("1e-12"))
         assert row.currency == "USD"
     # The totals row equals the sum of the records, and of the ledger.
     assert total.group == {"feature": None}
     assert total.requests == len(RECORDS) == 90
     assert total.cache_hits == 30
     assert total.errors == 13  # multiples of 7 in 0..89
-    assert total.direct == pytest.approx(math.fsum(record.cost_total for record in RECORDS), rel=1e-12)
-    assert total.direct == pytest.approx(ledger.total_cost(), rel=1e-12)
-    assert total.avoided == pytest.approx(30 * 2e-7)
+    assert total.direct_pico == sum(record.cost_total_pico for record in RECORDS) == ledger.total_cost_pico()
+    assert total.direct_pico == sum(row.direct_pico for row in groups)  # exact, whatever the grouping
+    assert total.avoided == Decimal("0.000006")  # 30 hits x 2e-7
 
 
 def test_group_by_several_keys_including_day_and_cache_hit(ledger: SqliteLedger) -> None:
@@ -109,14 +111,14 @@ def test_group_by_several_keys_including_day_and_cache_hit(ledger: SqliteLedger)
             and record.tenant == row.group["tenant"]
         ]
         assert row.requests == len(members) > 0
-        assert row.direct == pytest.approx(math.fsum(record.cost_total for record in members))
+        assert row.direct_pico == sum(record.cost_total_pico for record in members)
 
 
 def test_since_is_inclusive_and_until_exclusive(ledger: SqliteLedger) -> None:
     _, (total,) = split(build_report(ledger, ["feature"], since=dt.date(2026, 11, 2), until=dt.date(2026, 11, 3)))
     on_day_two = [record for record in RECORDS if record.timestamp.date() == dt.date(2026, 11, 2)]
     assert total.requests == len(on_day_two) == 30
-    assert total.direct == pytest.approx(math.fsum(record.cost_total for record in on_day_two))
+    assert total.direct_pico == sum(record.cost_total_pico for record in on_day_two)
     # A record exactly at `since` is in; one exactly at `until` is out.
     first_at_day_two = min(record.timestamp for record in on_day_two)
     window = build_report(ledger, [], since=first_at_day_two, until=first_at_day_two + dt.timedelta(minutes=2))
@@ -140,8 +142,12 @@ def test_unknown_group_key_names_the_allowed_ones(ledger: SqliteLedger) -> None:
     assert all(key in str(caught.value) for key in GROUP_KEYS)
 
 
-def test_range_without_records_gives_no_rows(ledger: SqliteLedger) -> None:
+def test_range_without_records_gives_no_rows_or_a_zero_total_in_the_books_currency(ledger: SqliteLedger) -> None:
     assert build_report(ledger, ["feature"], since=dt.date(2030, 1, 1), until=None) == []
+    (zero,) = build_report(ledger, ["feature"], since=dt.date(2030, 1, 1), until=None, currency="USD")
+    assert zero.is_total and zero.requests == 0 and zero.direct_pico == 0 and zero.fully_loaded_pico == 0
+    table = render([zero], "table")
+    assert "TOTAL" in table and "fully_loaded" in table, "an empty range keeps its columns"
 
 
 def test_currencies_are_never_added_together(tmp_path: Path) -> None:
@@ -158,7 +164,8 @@ def test_csv_reads_back_to_the_same_numbers(ledger: SqliteLedger) -> None:
     parsed = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert list(parsed[0]) == [
         "row_type", "feature", "cache_hit", "requests", "cache_hits", "errors", "compute_seconds",
-        "response_bytes", "direct", "compute", "gateway", "cache", "egress", "avoided", "overhead", "idle",
+        "response_bytes", "direct", "compute", "gateway", "cache", "egress", "avoided", "avoided_non_cash",
+        "overhead", "idle",
         "storage", "operations", "fully_loaded", "cost_per_1k_requests", "fully_loaded_per_1k_requests",
         "clicks", "conversions", "revenue", "cost_basis", "cost_per_conversion", "return_on_cost", "currency",
     ]  # fmt: skip
@@ -170,10 +177,11 @@ def test_csv_reads_back_to_the_same_numbers(ledger: SqliteLedger) -> None:
     assert {line["cache_hit"] for line in parsed} == {"true", "false", ""}
     for line, row in zip(parsed, rows):
         assert int(line["requests"]) == row.requests
-        assert float(line["direct"]) == row.direct  # exact: floats are written in full
-        assert float(line["cost_per_1k_requests"]) == row.cost_per_1k_requests
-    group_cost = math.fsum(float(line["direct"]) for line in parsed if line["row_type"] == "group")
-    assert group_cost == pytest.approx(float(parsed[-1]["direct"]), rel=1e-12)
+        assert Decimal(line["direct"]) == row.direct  # exact decimal text
+        assert "e" not in line["direct"].lower(), "never scientific notation"
+        assert Decimal(line["cost_per_1k_requests"]) == row.cost_per_1k_requests
+    group_cost = sum(Decimal(line["direct"]) for line in parsed if line["row_type"] == "group")
+    assert group_cost == Decimal(parsed[-1]["direct"])  # the same total, exactly
 
 
 def test_json_is_a_list_of_objects(ledger: SqliteLedger) -> None:
@@ -183,7 +191,7 @@ def test_json_is_a_list_of_objects(ledger: SqliteLedger) -> None:
     assert parsed[0]["row_type"] == "group" and parsed[0]["tenant"] == "acme"
     assert parsed[-1]["row_type"] == "total" and parsed[-1]["tenant"] is None
     assert parsed[-1]["requests"] == 90
-    assert parsed[-1]["direct"] == rows[-1].direct
+    assert parsed[-1]["direct"] == "0.000018585" == str(rows[-1].direct.normalize())
     assert sum(item["requests"] for item in parsed[:-1]) == 90
 
 

@@ -16,8 +16,8 @@ HOSTILE = ["[/]", "shop-uk[dim][/dim]", "=HYPERLINK(\"http://x\",\"y\")", "+1+1"
 
 def _rows(names):
     rows = [
-        ReportRow({"tenant": name}, requests=1, cache_hits=0, errors=0, compute_seconds=0.001, direct=1e-6,
-                  compute=1e-6, gateway=0.0, cache=0.0, avoided=0.0, currency="USD")
+        ReportRow({"tenant": name}, requests=1, cache_hits=0, errors=0, compute_ns=1_000_000, compute_pico=1_000_000,
+                  currency="USD")
         for name in names
     ]  # fmt: skip
     return rows + totals(rows, ["tenant"])

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import math
+from decimal import Decimal
+from fractions import Fraction
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from costing.chart import write_cost_chart
+from tests.unit.costing_factories import record_from
+from costing.chart import band_label, write_cost_chart
 from costing.cost import Usage, price_request
 from costing.ledger import SqliteLedger
-from costing.money import from_pico
 from costing.price_book import PriceBook, load_price_book
-from costing.reconciliation.allocation import TritonCompute, reconcile_window
-from costing.reconciliation.summary import reconciliation_summary
+from costing.reconciliation.booking import BookingState, Counters, PoolReading, book_window, opening
+from costing.reconciliation.summary import resource_summary, tie_out
 from costing.records import CostRecord, Outcome
 from costing.report import build_report
 from costing.report_render import render
@@ -43,71 +44,107 @@ def priced(index: int, book: PriceBook, start: dt.datetime) -> CostRecord:
         response_bytes=800,
     )
     cost = price_request(usage, book)
-    return CostRecord(
+    return record_from(
         request_id=f"{start:%d%H%M}-{index}", timestamp=start + dt.timedelta(seconds=index % 60), rpc="Recommend",
         feature=feature, tenant=("acme", "globex")[index % 2], model="recommender", model_version="1",
-        pool=usage.pool, device="" if hit else "cpu", cache_hit=hit, status="OK", compute_ns=cost.compute_ns,
-        gateway_cpu_ns=usage.gateway_cpu_ns, cache_ops=usage.cache_ops, cost_total=cost.total,
-        cost_compute=cost.compute, cost_gateway=cost.gateway, cost_cache=cost.cache, cost_avoided=cost.avoided,
-        currency=cost.currency, price_book_version=cost.price_book_version, response_bytes=usage.response_bytes,
-        cost_egress=cost.egress,
+        pool="cache" if hit else "cpu-local", device="redis" if hit else "cpu", cache_hit=hit, status="OK",
+        compute_ns=cost.compute_ns, gateway_cpu_ns=usage.gateway_cpu_ns, cache_ops=usage.cache_ops,
+        cost_compute_pico=cost.compute_pico, cost_gateway_pico=cost.gateway_pico, cost_cache_pico=cost.cache_pico,
+        cost_avoided_pico=cost.avoided_pico, currency=cost.currency, price_book_version=cost.price_book_version,
+        response_bytes=usage.response_bytes, cost_egress_pico=cost.egress_pico, egress_path=cost.egress_path,
+        avoided_is_cash=cost.avoided_is_cash, replica="r1",
     )  # fmt: skip
+
+
+def book_next(ledger: SqliteLedger, book: PriceBook, end: dt.datetime, triton_ns: int) -> None:
+    """Book the window up to ``end``, Triton's cumulative compute of the recommender then ``triton_ns``."""
+    reading = PoolReading({"0|recommender": Counters(1, 1, 0, triton_ns, 0)}, {"recommender": ("recommender",)})
+
+    def work(cursor):
+        last = cursor.last_booking()
+        usage = cursor.take_records(last.window_end, end)
+        result = book_window(last.window_end, end, usage, book, BookingState.from_json(last.state),
+                             triton={"cpu-local": reading}, booked_by="r1")  # fmt: skip
+        cursor.store(result.booking, result.charges, result.allocated)
+
+    ledger.book(work)
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
-    """Two days, three reconciled one-minute windows each, with Triton figures, and outcomes."""
+    """Two days, three booked one-minute windows each (and the gap between the days, booked as
+    one window), Triton measuring 1.4 x what the requests metered, and outcomes."""
     book = load_price_book(BOOK_PATH)
     with SqliteLedger(tmp_path / "ledger.sqlite") as opened:
+        empty = PoolReading({"0|recommender": Counters()}, {"recommender": ("recommender",)})
+        opened.book(lambda cursor: cursor.store(opening(DAY1, book, "r1", {"cpu-local": empty}), [], []))
+        triton_ns = 0
         for day in range(2):
             for minute in range(3):
                 start = DAY1 + dt.timedelta(days=day, minutes=minute)
                 records = [priced(index, book, start) for index in range(40 + 10 * minute)]
                 opened.write(records)
-                attributed = sum(record.compute_ns for record in records)
-                triton = {"cpu-local": TritonCompute(int(attributed * 1.4), int(attributed * 1.3), 30, 40)}
-                result = reconcile_window(start, start + WINDOW, opened.owner_usage(start, start + WINDOW), book,
-                                          pools=["cpu-local"], triton=triton)  # fmt: skip
-                opened.write_windows(result.windows, result.allocations)
+                triton_ns += int(sum(record.compute_ns for record in records) * 1.4)
+                book_next(opened, book, start + WINDOW, triton_ns)
+            if day == 0:
+                book_next(opened, book, DAY1 + dt.timedelta(days=1), triton_ns)  # the night: no traffic
         opened.write_outcomes([
-            Outcome("o1", f"{DAY1:%d%H%M}-1", DAY1, "click", 0.0, "USD"),
-            Outcome("o2", f"{DAY1:%d%H%M}-1", DAY1, "purchase", 12.0, "USD"),
-            Outcome("o3", f"{DAY1:%d%H%M}-4", DAY1, "purchase", 30.0, "USD"),
-            Outcome("o4", f"{DAY1:%d%H%M}-2", DAY1, "click", 0.0, "USD"),
+            Outcome("o1", f"{DAY1:%d%H%M}-1", DAY1, "click", 0, "USD"),
+            Outcome("o2", f"{DAY1:%d%H%M}-1", DAY1, "purchase", 12_000_000_000_000, "USD"),
+            Outcome("o3", f"{DAY1:%d%H%M}-4", DAY1, "purchase", 30_000_000_000_000, "USD"),
+            Outcome("o4", f"{DAY1:%d%H%M}-2", DAY1, "click", 0, "USD"),
         ])  # fmt: skip
         yield opened
 
 
 def test_fully_loaded_per_feature_adds_up_to_what_was_paid(ledger: SqliteLedger) -> None:
     rows = build_report(ledger, ["feature"])
-    groups, (total,) = rows[:-1], rows[-1:]
-    assert [row.group["feature"] for row in groups] == sorted(FEATURES)
+    groups, total = rows[:-1], rows[-1]
+    assert [row.group["feature"] for row in groups] == sorted([*FEATURES, "__unallocated__"])
+    charges = ledger.charges()
+    paid = sum(charge.capacity_pico for charge in charges)
+    assert total.fully_loaded_pico == paid, "everything paid is carried by someone, to the pico-dollar"
     for row in groups:
         assert row.cost_basis == "fully_loaded"
-        assert row.fully_loaded == pytest.approx(row.direct + row.overhead + row.idle + row.storage + row.operations)
-        assert row.overhead > 0 and row.idle > 0 and row.storage > 0 and row.operations > 0
-        assert row.fully_loaded_per_1k_requests == pytest.approx(row.fully_loaded / row.requests * 1000)
-    windows = ledger.windows()
-    assert len(windows) == 2 * 3 * 2  # cpu-local and the shared row, per window
-    paid = from_pico(sum(w.capacity_pico for w in windows))
-    direct_compute = from_pico(sum(w.direct_pico for w in windows))
-    # Everything paid for the pools and the shared costs is carried by the features, to the unit:
-    allocated = math.fsum(row.overhead + row.idle + row.storage + row.operations for row in groups)
-    assert allocated + direct_compute == pytest.approx(paid, rel=1e-12)
-    assert total.fully_loaded == pytest.approx(total.direct + allocated, rel=1e-12)
+        assert row.fully_loaded == row.direct + row.overhead + row.idle + row.storage + row.operations
+    served = [row for row in groups if row.group["feature"] != "__unallocated__"]
+    assert all(row.overhead > 0 and row.idle > 0 and row.storage > 0 and row.operations > 0 for row in served)
+    # The night between the days: nobody used anything, its cost is unallocated.
+    (night,) = [row for row in groups if row.group["feature"] == "__unallocated__"]
+    assert night.requests == 0 and night.idle > 0 and night.direct == 0
     # search_box measured 3x the compute per request: it carries more of the overhead per request.
-    per_request = {row.group["feature"]: row.overhead / row.requests for row in groups}
+    per_request = {row.group["feature"]: row.overhead / row.requests for row in served}
     assert per_request["search_box"] > 2 * per_request["home_feed"]
+
+
+@pytest.mark.parametrize("by", [["feature"], ["tenant"], ["model"], ["pool"], ["device"], ["day"], ["feature", "day"],
+                                ["tenant", "pool", "model"]])  # fmt: skip
+def test_fully_loaded_equals_the_origin_charges_whatever_the_grouping_and_range(ledger: SqliteLedger, by) -> None:
+    """The identity: for the whole ledger and for window-aligned sub-ranges, Σ fully loaded
+    of any grouping = Σ origin charges, bit for bit."""
+    starts = sorted({booking.window_start for booking in ledger.bookings() if booking.kind == "window"})
+    ranges = [(None, None), (starts[1], starts[4]), (starts[0], starts[2]), (starts[5], None)]
+    for since, until in ranges:
+        rows = build_report(ledger, by, since=since, until=until)
+        origin = sum(charge.capacity_pico for charge in ledger.charges(since, until))
+        assert sum(row.fully_loaded_pico for row in rows if not row.is_total) == origin
+        assert rows[-1].fully_loaded_pico == origin
+        (tied,) = tie_out(ledger, since, until)
+        assert tied.difference_pico == 0 and tied.origin_pico == origin
 
 
 def test_fully_loaded_by_day_pool_and_device(ledger: SqliteLedger) -> None:
     rows = build_report(ledger, ["day", "pool", "device"])
     groups = [row for row in rows if not row.is_total]
     assert {row.group["day"] for row in groups} == {"2026-11-23", "2026-11-24"}
-    shared = [row for row in groups if row.group["pool"] == ""]
-    cpu = [row for row in groups if row.group["pool"] == "cpu-local"]
-    assert all(row.overhead == 0 and row.idle == 0 and row.storage > 0 for row in shared)  # cache hits + fixed costs
-    assert all(row.storage == 0 and row.overhead > 0 and row.group["device"] == "cpu" for row in cpu)
+    pools = {(row.group["day"], row.group["pool"]): row for row in groups}
+    cpu = pools[("2026-11-23", "cpu-local")]
+    assert cpu.group["device"] == "cpu" and cpu.overhead > 0 and cpu.storage == 0
+    # Cache hits are served by the cache pool; by pool, each pool carries exactly its own charges.
+    charges = ledger.charges(DAY1, DAY1 + dt.timedelta(days=1))
+    for pool in ("cpu-local", "cache", "gateway", "storage", "operations"):
+        assert pools[("2026-11-23", pool)].fully_loaded_pico == sum(c.capacity_pico for c in charges if c.pool == pool)
+    assert pools[("2026-11-23", "cache")].requests == sum(1 for r in ledger.records(DAY1, DAY1 + dt.timedelta(days=1)) if r.cache_hit)
 
 
 def test_groupings_that_cannot_be_allocated_show_no_fully_loaded_cost(ledger: SqliteLedger) -> None:
@@ -119,28 +156,32 @@ def test_groupings_that_cannot_be_allocated_show_no_fully_loaded_cost(ledger: Sq
 def test_outcomes_give_conversions_revenue_and_return_on_cost(ledger: SqliteLedger) -> None:
     rows = {row.group["feature"]: row for row in build_report(ledger, ["feature"]) if not row.is_total}
     cart, search, feed = rows["cart_upsell"], rows["search_box"], rows["home_feed"]  # ids 1, 4 / 2 / -
-    assert (cart.clicks, cart.conversions, cart.revenue) == (1, 2, 42.0)
-    assert cart.cost_per_conversion == pytest.approx(cart.fully_loaded / 2)
-    assert cart.return_on_cost == pytest.approx((42.0 - cart.fully_loaded) / cart.fully_loaded)
+    assert (cart.clicks, cart.conversions, cart.revenue) == (1, 2, Decimal(42))
+    assert cart.cost_per_conversion == (cart.fully_loaded / 2).quantize(Decimal("1e-12"))
+    assert cart.return_on_cost == ((42 - cart.fully_loaded) / cart.fully_loaded).quantize(Decimal("1e-6"))
     assert (search.clicks, search.conversions, search.cost_per_conversion) == (1, 0, None)
-    assert search.return_on_cost == pytest.approx(-1.0)  # cost, no revenue
-    assert feed.conversions == 0 and feed.revenue == 0.0
+    assert search.return_on_cost == Decimal(-1)  # cost, no revenue
+    assert feed.conversions == 0 and feed.revenue == 0
     total = build_report(ledger, ["feature"])[-1]
-    assert (total.clicks, total.conversions, total.revenue) == (2, 2, 42.0)
+    assert (total.clicks, total.conversions, total.revenue) == (2, 2, Decimal(42))
 
 
 def test_cache_savings_are_reported(ledger: SqliteLedger) -> None:
     (total,) = build_report(ledger, [])
     assert total.cache_hits > 0 and total.avoided > 0
-    assert total.egress == pytest.approx(total.requests * 800 * 0.09 / 1e9)
+    # cpu-local is provisioned: what the hits avoided saved no cash.
+    assert total.avoided_non_cash == total.avoided
+    assert total.egress == 0, "the default path is the same zone: free"
 
 
-def test_the_reconciliation_summary_states_the_difference(ledger: SqliteLedger) -> None:
-    cpu, shared = sorted(reconciliation_summary(ledger), key=lambda pool: pool.pool != "cpu-local")
-    assert cpu.pool == "cpu-local" and cpu.windows == 6 and cpu.identity_exact and shared.identity_exact
-    assert cpu.attributed_vs_triton_difference == pytest.approx(1 / 1.3 - 1, abs=1e-6)
-    assert cpu.capacity == pytest.approx(cpu.direct + cpu.overhead + cpu.idle, rel=1e-12)
-    assert shared.storage > 0 and shared.attributed_vs_triton_difference is None
+def test_the_resource_summary_states_what_metering_explained(ledger: SqliteLedger) -> None:
+    summary = {item.resource: item for item in resource_summary(ledger)}
+    compute = summary["triton/cpu-local/recommender"]
+    assert compute.windows == 6 and compute.identity_exact and all(item.identity_exact for item in summary.values())
+    # Triton measured 1.4 x the metered compute: the requests explained 1 / 1.4 of it.
+    assert float(compute.metered_share) == pytest.approx(1 / 1.4, abs=1e-4)
+    assert compute.capacity_pico == compute.direct_pico + compute.overhead_pico + compute.idle_pico
+    assert summary["storage"].capacity_pico > 0 and summary["storage"].metered_share == Fraction(0)
 
 
 def test_parquet_reads_back_to_the_same_rows(ledger: SqliteLedger) -> None:
@@ -149,16 +190,17 @@ def test_parquet_reads_back_to_the_same_rows(ledger: SqliteLedger) -> None:
     assert table.num_rows == len(rows)
     data = table.to_pylist()
     for item, row in zip(data, rows):
-        assert item["fully_loaded"] == row.fully_loaded and item["requests"] == row.requests
+        assert item["fully_loaded"] == row.fully_loaded and item["requests"] == row.requests  # exact decimals
         assert item["day"] == row.group["day"]
     assert data[-1]["row_type"] == "total" and data[-1]["feature"] is None
     empty = pq.read_table(io.BytesIO(render(build_report(ledger, ["rpc"]), "parquet")))  # type: ignore[arg-type]
-    assert str(empty.schema.field("fully_loaded").type) == "double"  # typed even when all null
+    assert str(empty.schema.field("fully_loaded").type) == "decimal128(38, 12)"  # typed even when all null
 
 
-def test_chart_is_a_png_of_cost_per_feature_per_day(ledger: SqliteLedger, tmp_path: Path) -> None:
-    path = write_cost_chart(build_report(ledger, ["day", "feature"]), tmp_path / "charts" / "cost.png")
+def test_chart_is_a_png_with_every_band_labelled_and_a_grain_for_the_range(ledger: SqliteLedger, tmp_path: Path) -> None:
+    path = write_cost_chart(ledger, tmp_path / "charts" / "cost.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    with pytest.raises(ValueError, match="day and feature"):
-        write_cost_chart(build_report(ledger, ["tenant"]), tmp_path / "bad.png")
+    assert band_label("__unallocated__") == "unallocated (capacity nobody used)"
+    assert not band_label("_private").startswith("_"), "matplotlib would hide it"
+    assert write_cost_chart(ledger, tmp_path / "one-day.png", DAY1, DAY1 + dt.timedelta(minutes=3)).exists()

@@ -7,6 +7,7 @@ import pytest
 
 from costing.ledger import LedgerWriter, SqliteLedger
 from costing.price_book import load_price_book
+from costing.request_pricer import RequestPricer
 from gateway.admission import Admission, TenantRate
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
@@ -81,12 +82,16 @@ def book():
 def make_flow(
     ledger, book, cache="memory", budget_check=None, commit_before_answer=False, durations=None, admission=None,
     deadline_margin_s=0.0,
-):
+    egress_path="",
+):  # fmt: skip
     writer = LedgerWriter(ledger, flush_interval_s=60)
     observe = (lambda rpc, seconds: durations.append((rpc, seconds))) if durations is not None else None
+    pricer = RequestPricer(book, replica="test-replica", egress_path=egress_path)
     flow = RequestFlow(
         cache=MemoryCache() if cache == "memory" else None,
-        settlement=Settlement(book, writer, commit_before_answer=commit_before_answer, observe_duration=observe),
+        settlement=Settlement(
+            book, writer, commit_before_answer=commit_before_answer, observe_duration=observe, pricer=pricer
+        ),
         default_deadline_s=1.5,
         payload_bytes=payload_bytes,
         budget_check=budget_check,
@@ -119,7 +124,8 @@ async def test_a_miss_is_priced_on_the_model_compute_and_a_hit_on_what_it_used(l
     assert hit.info.cost.avoided == pytest.approx(expected_compute)
     assert 0 < hit.info.cost.total < miss.info.cost.total
     assert hit.answer.items == miss.answer.items
-    assert (hit.info.pool, hit.info.device, hit.info.model_version) == ("cpu-local", "cpu", "1")
+    # A hit is served by the cache pool; the pool of the cached answer is what it avoided.
+    assert (hit.info.pool, hit.info.device, hit.info.model_version) == ("cache", "redis", "1")
     assert (miss.info.route_reason, miss.info.attempts, miss.info.location) == ("primary", 1, "private")
     assert (hit.info.route_reason, hit.info.attempts) == ("", 0), "a hit was not routed"
 
@@ -195,17 +201,18 @@ async def test_an_unready_pool_is_named_in_the_error(ledger, book):
 
 async def test_the_response_bytes_are_priced_as_egress_on_misses_and_hits(ledger, book):
     route = ScriptedRoute()
-    flow, writer = make_flow(ledger, book)
+    flow, writer = make_flow(ledger, book, egress_path="internet")
     miss = await recommend(flow, route, k=5)
     hit = await recommend(flow, route, k=5)
     await writer.close()
     size = payload_bytes(miss.answer)
     assert size > 5 * len("TITLE 0")
     for done in (miss, hit):
-        assert done.info.cost.egress == pytest.approx(size * book.egress.usd_per_gb / 1e9)
+        assert done.info.cost.egress_pico == size * 90  # $0.09/GB on the internet path = 90 pico-$ a byte
     records = {r.request_id: r for r in ledger.records()}
     assert {r.response_bytes for r in records.values()} == {size}
-    assert records[miss.info.request_id].cost_egress == pytest.approx(miss.info.cost.egress)
+    assert {(r.egress_path, r.replica) for r in records.values()} == {("internet", "test-replica")}
+    assert records[miss.info.request_id].cost_egress_pico == miss.info.cost.egress_pico
     assert records[miss.info.request_id].route_reason == "primary"
 
 

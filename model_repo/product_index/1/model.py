@@ -10,8 +10,10 @@ written by ``python -m pipeline build search``). The whole dynamic batch is scor
 matmul and one top-k at the batch's largest k; each request then keeps its own k (k above the
 catalogue size returns the whole catalogue). All rows of one request must ask for the same k.
 
-``COMPUTE_NS``: process CPU time of ``execute()`` (all threads), split equally among the
-requests served in the batch, never 0.
+``COMPUTE_NS``: process CPU time of all of ``execute()`` (all threads: the vCPU-ns a CPU pool is
+billed for; wall time would also charge the time this instance waits for a core), from its first
+line to the last output tensor, split equally among the requests served in the batch, never 0.
+Only the COMPUTE_NS tensors and the response objects themselves are made after the reading.
 
 BLAS threads are capped at ``blas_threads`` (threadpoolctl, when installed): numpy's OpenBLAS
 otherwise starts one thread per core whose idle spinning after each matmul was measured to
@@ -104,6 +106,7 @@ class TritonPythonModel:
                     ],
                 )
             )
+        # Read last, after every output tensor is built: COMPUTE_NS covers all of execute().
         share = max(1, (time.process_time_ns() - started) // len(served))
         for index, count, tensors in outputs:
             compute = pb_utils.Tensor("COMPUTE_NS", np.full((count, 1), max(1, share // count), dtype=np.int64))
