@@ -41,9 +41,12 @@ def otlp_receiver():
     server.stop(grace=None)
 
 
-def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(otlp_receiver, gateway_factory, buyers):
+def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(
+    otlp_receiver, gateway_factory, cache_prefix, buyers
+):
     receiver, endpoint = otlp_receiver
-    gateway = gateway_factory(trace_exporter="auto", otlp_endpoint=endpoint)
+    # A cache of its own: a miss whatever ran before, so the trace holds the triton.infer span.
+    gateway = gateway_factory(trace_exporter="auto", otlp_endpoint=endpoint, cache_prefix=f"{cache_prefix}otlp:")
     trace_id = secrets.token_hex(16)
     with grpc.insecure_channel(gateway.address) as channel:
         response = recommendation_pb2_grpc.RecommendationServiceStub(channel).Recommend(

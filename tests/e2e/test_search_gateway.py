@@ -36,7 +36,9 @@ def call_raw(gateway, method: str, payload: bytes) -> grpc.RpcError:
         return raised.value
 
 
-def test_search_returns_relevant_catalog_items_with_titles_and_cost(gateway, catalog):
+def test_search_returns_relevant_catalog_items_with_titles_and_cost(gateway_factory, cache_prefix, catalog):
+    # A cache of its own: README's journey asks the same query, and a hit would run no model.
+    gateway = gateway_factory(cache_prefix=f"{cache_prefix}search-miss:")
     response, trailing = search(gateway, query="red retrospot lunch bag", k=10)
     assert len(response.items) == 10
     assert all(item.item_id in catalog and item.title == catalog[item.item_id] for item in response.items)
