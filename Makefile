@@ -12,7 +12,7 @@ help:
 	@echo "make serve   - keep the stack up on 127.0.0.1:50051 for your own client (Ctrl-C stops it)"
 	@echo "make test    - unit and end-to-end tests through real Triton, Redis and gRPC"
 	@echo "make lock    - re-resolve requirements.lock (and the images' requirements) from pyproject.toml"
-	@echo "make models  - run the pipelines: real data -> train/encode -> evaluate -> quantize -> model_repo/"
+	@echo "make models  - run the pipelines: real data -> tune/train/encode -> evaluate -> quantize -> model_repo/"
 	@echo "make protos  - regenerate gateway/api/ from protos/"
 	@echo "make cluster - production topology on loopback: 2 gateways, 2 Triton pools, Redis, PostgreSQL, Prometheus (Ctrl-C stops it)"
 	@echo "make mutation - mutation score of the core modules (mutmut), survivors listed"
@@ -54,8 +54,10 @@ lock:
 	    $(LOCK_TARGET) -c $(VENV)/lock-public.txt \
 	    -o deploy/k8s/images/triton/requirements.txt
 
+# The recommender's COMPUTE_NS through Triton is measured once per build, after the offline pipeline.
 models: install
 	$(PY) -m pipeline build
+	$(PY) -m deploy.local.recommender_compute
 
 protos: install
 	$(PY) protos/generate.py

@@ -51,6 +51,16 @@ class RecommenderTables:
         return self.seen_indices[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
 
 
+def serves_factor_model(model_repository: Path) -> bool:
+    """Whether the served recommender is a factor model (user vector x item table), the shape timed here.
+
+    An item-item recommender (EASE) has no item vectors; its compute per request is measured by
+    the pipeline and through Triton (the recommender's eval.json) instead.
+    """
+    with np.load(model_repository / RECOMMENDER_NPZ) as data:
+        return "scorer_kind" not in data.files or str(data["scorer_kind"]) == "factors"
+
+
 def served_int8_kernel() -> str:
     return RecommenderPipelineSettings().cpu_int8_kernel
 

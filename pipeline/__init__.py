@@ -3,7 +3,8 @@
 ``python -m pipeline build [recommender|search] [--force]`` (``make models``: both). Two models,
 built alike, each in its own package:
 
-- :mod:`pipeline.recommender`: BPR matrix factorisation -> ``model_repo/recommender``;
+- :mod:`pipeline.recommender`: candidates (popularity, item-kNN, ALS, EASE and its blend, BPR) tuned
+  on a validation split, compared on the test split, the winner served -> ``model_repo/recommender``;
 - :mod:`pipeline.search`: sentence-encoder product search -> ``model_repo/query_encoder``,
   ``product_index`` and the ensemble ``product_search``.
 

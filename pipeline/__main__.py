@@ -23,7 +23,9 @@ from pipeline.search import summary as search_summary
 from pipeline.search.build import build_search
 
 app = typer.Typer(add_completion=False, help=__doc__)
-console = Console()
+# The build's tables are wide; a pipe or a log file gets the width they need, a terminal keeps its own.
+TABLE_WIDTH = 150
+console = Console() if Console().is_terminal else Console(width=TABLE_WIDTH)
 
 
 class Model(str, Enum):

@@ -91,6 +91,12 @@ def _encoder_quality(ctx: Context, section: Section) -> None:
 
 
 def _recommender_in_process(ctx: Context, section: Section) -> None:
+    if not kernels.serves_factor_model(ctx.local_settings.model_repository):
+        section.notes.append(
+            "Recommender: the served model is item-item (EASE), not a factor table; its int8 vs fp32 quality, "
+            "memory and compute per request are in the recommender's eval.json (make models prints them)."
+        )
+        return
     tables = kernels.RecommenderTables.load(ctx.local_settings.model_repository)
     profile = ctx.profile
     for batch in RECOMMENDER_BATCHES:

@@ -45,46 +45,17 @@ def _per_block(ctx: Context, n_items: int) -> int:
 
 
 def _catalogue_sizes(ctx: Context, section: Section) -> None:
-    tables = kernels.RecommenderTables.load(ctx.local_settings.model_repository)
+    factors = kernels.serves_factor_model(ctx.local_settings.model_repository)
+    tables = kernels.RecommenderTables.load(ctx.local_settings.model_repository) if factors else None
     index = kernels.load_index(ctx.local_settings.model_repository)
     pool = ctx.settings.pool_name
     memory: dict[str, Any] = {}
     timings_ms: dict[str, Any] = {}
     for n_items in ctx.profile.scaling_sizes:
-        name = synthetic.label(n_items, len(tables.item_vectors))
-        vectors = synthetic.extend_rows(tables.item_vectors, n_items, ctx.seed)
-        bias = synthetic.extend_rows(tables.item_bias, n_items, ctx.seed + 1)
+        name = synthetic.label(n_items, len(index))
         per_block = _per_block(ctx, n_items)
-        for batch in RECOMMENDER_BATCHES:
-            calls, table_bytes = kernels.recommender_calls(tables, vectors, bias, batch, ctx.seed, (INT8_GEMM,))
-            with one_thread():
-                timings = time_in_blocks(calls, ctx.profile.repetitions, per_block, MAX_SECONDS_PER_MEASUREMENT)
-            wall_ms = {k: [v / 1e6 for v in t.block_medians("wall_ns")] for k, t in timings.items()}
-            cost = {
-                k: [compute_cost_per_1k(ctx.book, pool, v / batch) for v in t.block_medians("cpu_ns")]
-                for k, t in timings.items()
-            }
-            timings_ms[f"recommender_{n_items}_batch_{batch}"] = {k: spread(v) for k, v in wall_ms.items()}
-            if batch == 1:
-                section.add_row(
-                    f"recommender, {name}, batch 1: latency per call",
-                    "ms",
-                    (INT8, wall_ms[INT8]),
-                    (FP32, wall_ms[FP32]),
-                    RATIO,
-                )
-            else:
-                for kernel in (INT8, INT8_GEMM):
-                    if kernel in cost:
-                        section.add_row(
-                            f"recommender, {name}, batch {batch}: compute cost per 1,000 requests, {kernel} vs fp32",
-                            "USD",
-                            (kernel, cost[kernel]),
-                            (FP32, cost[FP32]),
-                            RATIO,
-                        )
-            memory[f"recommender_{n_items}"] = table_bytes
-        del vectors, bias
+        if tables is not None:
+            _recommender_size(ctx, section, tables, n_items, name, per_block, memory, timings_ms)
         catalogue = synthetic.extend_rows(index, n_items, ctx.seed + 2, unit_rows=True)
         for batch in INDEX_BATCHES:
             queries = _queries(index, batch, ctx.seed)
@@ -118,6 +89,51 @@ def _catalogue_sizes(ctx: Context, section: Section) -> None:
         "int8-gemm = FBGEMM's int8 GEMM (recommender_scoring.Int8GemmItemTable). Product-index queries are catalogue "
         "title embeddings (lightly perturbed) standing in for encoded queries."
     )
+
+
+def _recommender_size(
+    ctx: Context,
+    section: Section,
+    tables: kernels.RecommenderTables,
+    n_items: int,
+    name: str,
+    per_block: int,
+    memory: dict[str, Any],
+    timings_ms: dict[str, Any],
+) -> None:
+    """The served factor kernels on a catalogue of ``n_items`` (synthetic beyond the real one)."""
+    pool = ctx.settings.pool_name
+    vectors = synthetic.extend_rows(tables.item_vectors, n_items, ctx.seed)
+    bias = synthetic.extend_rows(tables.item_bias, n_items, ctx.seed + 1)
+    for batch in RECOMMENDER_BATCHES:
+        calls, table_bytes = kernels.recommender_calls(tables, vectors, bias, batch, ctx.seed, (INT8_GEMM,))
+        with one_thread():
+            timings = time_in_blocks(calls, ctx.profile.repetitions, per_block, MAX_SECONDS_PER_MEASUREMENT)
+        wall_ms = {k: [v / 1e6 for v in t.block_medians("wall_ns")] for k, t in timings.items()}
+        cost = {
+            k: [compute_cost_per_1k(ctx.book, pool, v / batch) for v in t.block_medians("cpu_ns")]
+            for k, t in timings.items()
+        }
+        timings_ms[f"recommender_{n_items}_batch_{batch}"] = {k: spread(v) for k, v in wall_ms.items()}
+        if batch == 1:
+            section.add_row(
+                f"recommender, {name}, batch 1: latency per call",
+                "ms",
+                (INT8, wall_ms[INT8]),
+                (FP32, wall_ms[FP32]),
+                RATIO,
+            )
+        else:
+            for kernel in (INT8, INT8_GEMM):
+                if kernel in cost:
+                    section.add_row(
+                        f"recommender, {name}, batch {batch}: compute cost per 1,000 requests, {kernel} vs fp32",
+                        "USD",
+                        (kernel, cost[kernel]),
+                        (FP32, cost[FP32]),
+                        RATIO,
+                    )
+        memory[f"recommender_{n_items}"] = table_bytes
 
 
 def _queries(index: np.ndarray, batch: int, seed: int) -> np.ndarray:

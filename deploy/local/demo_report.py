@@ -180,13 +180,21 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"ledger total {report['ledger_total_cost_usd']:.6e} USD over {report['ledger_records']} records; "
         f"{report['spans_with_cost']} spans carry a cost"
     )
-    _print_quality(
-        "Recommender on the time-based hold-out",
-        {name: report["eval"][name] for name in ("model_fp32", "model_int8", "popularity")},
-        console,
-    )
+    _print_quality("Recommender on the time-based hold-out", recommender_quality(report["eval"]), console)
     search = report["search_eval"]
     _print_quality(f"Search on {search['judged_set']['queries']} judged queries", search["quality"], console)
+
+
+def recommender_quality(evaluation: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The served model (unquantized and as served) and the popularity fallback, named by eval.json."""
+    served = evaluation.get("served")
+    if not served:  # a build from before the candidate comparison
+        return {name: evaluation[name] for name in ("model_fp32", "model_int8", "popularity")}
+    return {
+        f"{served['label']} fp32": evaluation["model_fp32"],
+        f"{served['label']} {served['variant']} (served)": evaluation["model_int8"],
+        "popularity": evaluation["popularity"],
+    }
 
 
 def _print_quality(title: str, rankers: dict[str, dict[str, float]], console: Console) -> None:

@@ -1,4 +1,8 @@
-"""The recommender: real purchases -> BPR matrix factorisation -> evaluate -> int8 -> ``model_repo/recommender``.
+"""The recommender: real purchases -> candidates tuned on validation -> scored on test -> the winner,
+pruned and int8 -> ``model_repo/recommender``.
+
+Candidates: popularity, item-kNN, implicit ALS, EASE, EASE blended with recency and trending
+items, and BPR (see :mod:`pipeline.recommender.candidates` and :mod:`pipeline.recommender.build`).
 
 Command line: ``python -m pipeline build recommender [--force]``. From Python::
 

@@ -21,12 +21,31 @@ class HoldOut:
 
 @dataclass(frozen=True)
 class RankingQuality:
-    recall_at_k: float
-    ndcg_at_k: float
+    """Means over the hold-out's users, and each user's own figures (for paired comparisons)."""
+
+    user_recall: np.ndarray  # float64 [n_test_users]
+    user_ndcg: np.ndarray  # float64 [n_test_users]
     top_k: np.ndarray  # [n_test_users, k] item indices, kept for overlap comparisons
+
+    @property
+    def recall_at_k(self) -> float:
+        return float(self.user_recall.mean())
+
+    @property
+    def ndcg_at_k(self) -> float:
+        return float(self.user_ndcg.mean())
 
     def as_dict(self, k: int) -> dict[str, float]:
         return {f"recall_at_{k}": round(self.recall_at_k, 6), f"ndcg_at_{k}": round(self.ndcg_at_k, 6)}
+
+    @classmethod
+    def mean_of(cls, runs: list["RankingQuality"]) -> "RankingQuality":
+        """Each user's figures averaged over runs (e.g. seeds); keeps the first run's top-k."""
+        return cls(
+            user_recall=np.mean([run.user_recall for run in runs], axis=0),
+            user_ndcg=np.mean([run.user_ndcg for run in runs], axis=0),
+            top_k=runs[0].top_k,
+        )
 
 
 def build_holdout(test: UserItemMatrix) -> HoldOut:
@@ -50,15 +69,9 @@ def evaluate(
         users = holdout.users[start : start + batch_size]
         tops.append(rank_excluding(score_fn(users), users, seen, k))
     top_k = np.concatenate(tops)
-    recall = np.mean([recall_at_k(top.tolist(), rel, k) for top, rel in zip(top_k, holdout.relevant)])
-    ndcg = np.mean([ndcg_at_k(top.tolist(), rel, k) for top, rel in zip(top_k, holdout.relevant)])
-    return RankingQuality(recall_at_k=float(recall), ndcg_at_k=float(ndcg), top_k=top_k)
-
-
-def popularity_scores(train: UserItemMatrix) -> np.ndarray:
-    """Share of training users who bought each item."""
-    active_users = int((np.diff(train.indptr) > 0).sum())
-    return (train.item_user_counts() / max(1, active_users)).astype(np.float32)
+    recall = np.array([recall_at_k(top.tolist(), rel, k) for top, rel in zip(top_k, holdout.relevant)])
+    ndcg = np.array([ndcg_at_k(top.tolist(), rel, k) for top, rel in zip(top_k, holdout.relevant)])
+    return RankingQuality(user_recall=recall, user_ndcg=ndcg, top_k=top_k)
 
 
 def mean_overlap(a: RankingQuality, b: RankingQuality, k: int) -> float:

@@ -12,6 +12,7 @@ The build_id is :func:`pipeline.model_dir.arrays_build_id` over the arrays of ``
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,7 +25,6 @@ from pipeline.fingerprint import file_sha256
 from pipeline.model_dir import ModelDir, StagedBuild
 from pipeline.recommender.config import RecommenderPipelineSettings
 from pipeline.recommender.encoding import UserItemMatrix
-from pipeline.recommender.quantize import QuantizedTable
 from pipeline.recommender.serving_kernels import MODEL_SOURCE_DIR, SERVING_SOURCES
 from pipeline.recommender.triton_config import render_config
 
@@ -47,32 +47,34 @@ class RecommenderDir(ModelDir):
 
 @dataclass(frozen=True)
 class ServingArtifacts:
-    """What the served model needs; ``seen`` holds ALL cleaned purchases of every user."""
+    """What the served model needs; ``seen`` holds ALL cleaned purchases of every user.
 
+    ``scorer_arrays`` are the chosen model's own arrays, named as ``recommender_scoring.user_scorer``
+    reads them: for ``scorer_kind`` "item-item" the pruned int8 matrix (``neighbour_columns``,
+    ``neighbour_weights_int8``, ``neighbour_scales``), ``item_prior`` and ``history_weights``
+    (aligned with ``seen``); for "factors" the item table in fp32 and int8 with its scales and
+    bias, and ``user_vectors`` (row-aligned with ``user_ids``).
+    """
+
+    scorer_kind: str
     item_ids: list[str]
     item_titles: list[str]
-    item_vectors: np.ndarray  # float32 [n_items, dim]
-    item_bias: np.ndarray  # float32 [n_items]
-    quantized: QuantizedTable
     user_ids: list[str]
-    user_vectors: np.ndarray  # float32 [n_users, dim], row-aligned with user_ids and seen
     popularity_scores: np.ndarray  # float32 [n_items], share of customers who bought the item
     seen: UserItemMatrix
+    scorer_arrays: dict[str, np.ndarray]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
+            "scorer_kind": np.asarray(self.scorer_kind),
             "item_ids": np.asarray(self.item_ids, dtype=str),
             "item_titles": np.asarray(self.item_titles, dtype=str),
-            "item_vectors_fp32": self.item_vectors.astype(np.float32),
-            "item_vectors_int8": self.quantized.values,
-            "item_scales": self.quantized.scales,
-            "item_bias": self.item_bias.astype(np.float32),
             "user_ids": np.asarray(self.user_ids, dtype=str),
-            "user_vectors": self.user_vectors.astype(np.float32),
             "popularity_scores": self.popularity_scores.astype(np.float32),
             "popularity_ranking": np.argsort(-self.popularity_scores, kind="stable").astype(np.int32),
             "seen_indptr": self.seen.indptr.astype(np.int64),
             "seen_indices": self.seen.indices.astype(np.int32),
+            **self.scorer_arrays,
         }
 
 
@@ -111,7 +113,7 @@ def write_model(
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "n_items": len(artifacts.item_ids),
             "n_users": len(artifacts.user_ids),
-            "dim": int(artifacts.item_vectors.shape[1]),
+            "scorer_kind": artifacts.scorer_kind,
             "files": {
                 name: {"bytes": (staging / name).stat().st_size, "sha256": file_sha256(staging / name)}
                 for name in (WEIGHTS_FILE, EVAL_FILE)
@@ -121,3 +123,37 @@ def write_model(
         stage.commit({paths.name: render_config(config, build_id, model_dir.ARTIFACTS_DIR)})
     log.info("wrote %s (build_id %s)", paths.path, build_id)
     return manifest
+
+
+TRITON_COMPUTE_KEY = "triton_compute_ns"
+
+
+def record_triton_compute(paths: RecommenderDir, figures: dict) -> dict:
+    """Adds COMPUTE_NS measured through Triton to the build's eval.json (and its manifest entry).
+
+    ``figures``: {"build_id", "known_users": {...}, "unknown_users": {...}} with per-request
+    medians in ns; the served candidate's row gets the known users' figures, popularity's row
+    (the unknown-user fallback) the unknown users'. Returns the updated evaluation.
+    """
+    evaluation = json.loads(paths.eval_file.read_text())
+    evaluation[TRITON_COMPUTE_KEY] = figures
+    for row in evaluation["candidates"]:
+        if row.get("served"):
+            row[TRITON_COMPUTE_KEY] = figures["known_users"]
+        elif row["name"] == "popularity":
+            row[TRITON_COMPUTE_KEY] = figures["unknown_users"]
+    model_dir.write_atomically(paths.eval_file, (json.dumps(evaluation, indent=2) + "\n").encode())
+    manifest = read_manifest(paths)
+    if manifest is not None and EVAL_FILE in manifest.get("files", {}):
+        manifest["files"][EVAL_FILE] = {
+            "bytes": paths.eval_file.stat().st_size,
+            "sha256": file_sha256(paths.eval_file),
+        }
+        model_dir.write_atomically(paths.manifest_file, (json.dumps(manifest, indent=2) + "\n").encode())
+    return evaluation
+
+
+def triton_compute_of(evaluation: dict) -> dict | None:
+    """The Triton measurement recorded for this very build, if any."""
+    figures = evaluation.get(TRITON_COMPUTE_KEY)
+    return figures if figures and figures.get("build_id") == evaluation.get("build_id") else None

@@ -4,12 +4,16 @@ The test set only asks a model what it can be asked in production: the *new* ite
 customers it already knows go on to buy. Held-out lines of customers without a purchase before
 the cutoff are dropped (cold start is the popularity fallback's job), and so are items a customer
 had already bought before the cutoff (those are excluded from every ranking anyway).
+
+The validation split is made the same way from the purchases before the test cutoff alone, with
+its own cutoff ``validation_days`` earlier: hyper-parameters are chosen on it, and the test split
+is scored once with models refitted on everything before the test cutoff (train + validation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 
@@ -43,3 +47,9 @@ def time_split(interactions: pd.DataFrame, cutoff: date) -> TimeSplit:
     merged = later.merge(seen_pairs, on=["user_id", "item_id"], how="left", indicator=True)
     test = merged.loc[merged["_merge"] == "left_only", ["user_id", "item_id"]].reset_index(drop=True)
     return TimeSplit(cutoff=cutoff_ts, train=train.reset_index(drop=True), test=test)
+
+
+def validation_split(interactions: pd.DataFrame, test_cutoff: date, validation_days: int) -> TimeSplit:
+    """The test protocol applied to the purchases before ``test_cutoff``, cut ``validation_days`` earlier."""
+    before_test = interactions[interactions["timestamp"] < pd.Timestamp(test_cutoff)]
+    return time_split(before_test, test_cutoff - timedelta(days=validation_days))

@@ -1,7 +1,8 @@
 """Renders ``config.pbtxt`` of the recommender: the Triton contract the gateway relies on.
 
 Inputs (batch dimension implicit; a client sends shape [1, n]):
-  USER_ID [1] string, K [1] int32, EXCLUDE_ITEM_IDS [-1] string (optional, ragged across a batch).
+  USER_ID [1] string, K [1] int32, EXCLUDE_ITEM_IDS [-1] string (optional, ragged across a batch),
+  RECENT_ITEM_IDS [-1] string (optional, ragged: purchases the build does not know yet).
 Outputs (shape [1, k] per request):
   ITEM_IDS, ITEM_TITLES [-1] string, SCORES [-1] fp32, COMPUTE_NS [1] int64, PERSONALIZED [1] bool.
 """
@@ -41,6 +42,13 @@ input [
   }},
   {{
     name: "EXCLUDE_ITEM_IDS"
+    data_type: TYPE_STRING
+    dims: [ -1 ]
+    optional: true
+    allow_ragged_batch: true
+  }},
+  {{
+    name: "RECENT_ITEM_IDS"
     data_type: TYPE_STRING
     dims: [ -1 ]
     optional: true

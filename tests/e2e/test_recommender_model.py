@@ -31,7 +31,9 @@ class Answer:
     personalized: bool
 
 
-def inputs(user_id: str, k: int, exclude: list[str] | None = None, client_module=grpcclient) -> list:
+def inputs(
+    user_id: str, k: int, exclude: list[str] | None = None, client_module=grpcclient, recent: list[str] | None = None
+) -> list:
     def tensor(name: str, array: np.ndarray, datatype: str):
         infer_input = client_module.InferInput(name, list(array.shape), datatype)
         infer_input.set_data_from_numpy(array)
@@ -43,6 +45,8 @@ def inputs(user_id: str, k: int, exclude: list[str] | None = None, client_module
     ]
     if exclude:  # the gateway omits the optional input when there is nothing to exclude
         tensors.append(tensor("EXCLUDE_ITEM_IDS", np.array([[i.encode() for i in exclude]], dtype=object), "BYTES"))
+    if recent:
+        tensors.append(tensor("RECENT_ITEM_IDS", np.array([[i.encode() for i in recent]], dtype=object), "BYTES"))
     return tensors
 
 
@@ -65,8 +69,10 @@ def client(triton_server):
         yield client
 
 
-def recommend(client, user_id: str, k: int, exclude: list[str] | None = None) -> Answer:
-    return answer(client.infer(MODEL, inputs(user_id, k, exclude)))
+def recommend(
+    client, user_id: str, k: int, exclude: list[str] | None = None, recent: list[str] | None = None
+) -> Answer:
+    return answer(client.infer(MODEL, inputs(user_id, k, exclude, recent=recent)))
 
 
 def test_model_reports_the_build_it_serves(client, recommender_export) -> None:
@@ -108,6 +114,23 @@ def test_unknown_user_gets_the_popular_items_minus_exclusions(client, recommende
     excluded = recommend(client, "no-such-customer", k=10, exclude=ranking[:3])
     assert not set(excluded.item_ids) & set(ranking[:3])
     assert_most_popular(excluded, ranking[3:])
+
+
+def test_recent_purchases_count_without_retraining_and_are_not_recommended(
+    client, buyers, bought_by, recommender_export
+) -> None:
+    user = buyers[0]
+    before = recommend(client, user, k=20)
+    recent = before.item_ids[:2]  # the user has just bought the two best suggestions
+    after = recommend(client, user, k=20, recent=recent + ["NO-SUCH-ITEM"])
+    assert after.personalized and not set(after.item_ids) & (set(recent) | bought_by[user])
+    stranger = recommend(client, "no-such-customer", k=10, recent=recent)
+    assert not set(stranger.item_ids) & set(recent)
+    if recommender_export.evaluation["served"]["scorer_kind"] == "item-item":
+        assert after.item_ids != before.item_ids[2:]  # the new purchases moved the ranking, not only removed items
+        assert stranger.personalized  # an unknown visitor with purchases gets recommendations from them
+    else:
+        assert not stranger.personalized
 
 
 def test_k_larger_than_the_catalogue_returns_what_is_left(client, catalog, buyers, bought_by) -> None:

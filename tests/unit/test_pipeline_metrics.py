@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.metrics import ndcg_at_k, overlap_at_k, recall_at_k
 from pipeline.recommender.encoding import UserItemMatrix
-from pipeline.recommender.evaluate import HoldOut, evaluate, popularity_scores, rank_excluding
+from pipeline.recommender.evaluate import HoldOut, evaluate, rank_excluding
+from pipeline.recommender.popularity import popularity_scores
 
 
 def test_recall_counts_hits_over_all_relevant_items() -> None:

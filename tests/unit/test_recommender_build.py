@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from pipeline.recommender.artifact_reader import load_exported
 from pipeline.recommender.build import build_recommender, is_up_to_date
 from pipeline.recommender.config import RecommenderPipelineSettings
-from pipeline.recommender.export import is_complete
+from pipeline.recommender.export import is_complete, record_triton_compute, triton_compute_of
+from pipeline.recommender.summary import summary_tables
 from pipeline.settings import PipelineSettings
 
 DATASET = "retail/transactions.csv.gz"
@@ -45,12 +47,25 @@ def workspace(tmp_path: Path) -> tuple[PipelineSettings, RecommenderPipelineSett
     config = RecommenderPipelineSettings(
         dataset_file=DATASET,
         cutoff_date=date(2011, 11, 20),
+        validation_days=14,
         embedding_dim=8,
         epochs=2,
         batch_size=256,
         bench_repeats=3,
         bench_warmup=1,
-        bench_blocks=1,
+        evaluation_seeds=(1, 2, 3),
+        bpr_l2_grid=(1e-4,),
+        als_factors_grid=(4,),
+        als_regularization_grid=(0.1,),
+        als_alpha_grid=(1.0, 10.0),
+        als_iterations=3,
+        knn_neighbours_grid=(5, 0),
+        ease_l2_grid=(5.0, 50.0),
+        blend_recency_days_grid=(0.0, 10.0),
+        blend_trend_days_grid=(7,),
+        blend_trend_weight_grid=(0.0, 0.5),
+        prune_top_n_grid=(5, 10),
+        bootstrap_resamples=200,
     )
     return settings, config
 
@@ -65,8 +80,18 @@ def test_build_writes_a_complete_model_and_reuses_it(workspace) -> None:
     assert not list((model_dir / "1").glob(".artifacts-*"))  # no staging left behind
 
     evaluation = json.loads((model_dir / "1" / "artifacts" / "eval.json").read_text())
-    for ranker in ("model_fp32", "model_int8", "popularity"):
+    for ranker in ("model_fp32", "model_int8", "popularity"):  # what the demo report and benchmarks read
         assert set(evaluation[ranker]) >= {"recall_at_10", "ndcg_at_10"}
+    rows = {row["name"]: row for row in evaluation["candidates"]}
+    assert {"popularity", "item_knn", "als", "ease", "ease_blend", "bpr", "bpr_reference"} <= set(rows)
+    assert len(evaluation["tuning"]["als"]) == 2 and len(evaluation["tuning"]["ease_blend"]) == 4
+    assert rows["als"]["test"]["seeds"] == [1, 2, 3] and rows["ease"]["test"]["seeds"] == [config.seed]
+    assert rows["bpr_reference"]["vs_reference"]["ndcg_at_10"]["difference"] == 0.0
+    served = [row for row in evaluation["candidates"] if row.get("served")]
+    assert len(served) == 1 and served[0]["name"].startswith(evaluation["served"]["candidate"])
+    assert all(row["serving_bytes"] > 0 and row["compute_us"]["median_us"] > 0 for row in rows.values())
+    with np.load(model_dir / "1" / "artifacts" / "recommender.npz") as arrays:
+        assert str(arrays["scorer_kind"]) == evaluation["served"]["scorer_kind"] == first.manifest["scorer_kind"]
     assert evaluation["dataset"]["removed_rows"]["non_product_code"] == 1
     assert evaluation["dataset"]["removed_rows"]["cancellation"] == 1
 
@@ -103,3 +128,29 @@ def test_a_repository_without_its_config_is_not_complete(workspace) -> None:
     assert not is_complete(result.paths)
     assert not build_recommender(settings=settings, config=config).reused
     assert is_complete(result.paths, result.manifest["input_fingerprint"])
+
+
+def test_triton_compute_is_recorded_for_the_served_and_fallback_rows(workspace) -> None:
+    settings, config = workspace
+    result = build_recommender(settings=settings, config=config)
+    evaluation = json.loads(result.paths.eval_file.read_text())
+    assert triton_compute_of(evaluation) is None
+    figures = {
+        "build_id": result.manifest["build_id"],
+        "known_users": {"median": 300_000, "p90": 400_000, "requests": 5},
+        "unknown_users": {"median": 90_000, "p90": 100_000, "requests": 5},
+    }
+    updated = record_triton_compute(result.paths, figures)
+    assert triton_compute_of(updated) == figures == triton_compute_of(json.loads(result.paths.eval_file.read_text()))
+    rows = {row["name"]: row for row in updated["candidates"]}
+    assert rows["popularity"]["triton_compute_ns"]["median"] == 90_000
+    assert [row["triton_compute_ns"]["median"] for row in updated["candidates"] if row.get("served")] == [300_000]
+    manifest = json.loads(result.paths.manifest_file.read_text())
+    assert manifest["files"]["eval.json"]["bytes"] == result.paths.eval_file.stat().st_size
+    assert build_recommender(settings=settings, config=config).reused  # the record does not invalidate the build
+
+    console = Console(width=200, record=True)
+    for table in summary_tables(updated, reused=False):
+        console.print(table)
+    text = console.export_text()
+    assert "300 µs†" in text and "(served)" in text and "BPR (today)" in text

@@ -4,25 +4,33 @@ The contract (inputs, outputs, parameters) is rendered into ``config.pbtxt`` by
 ``pipeline/recommender/triton_config.py``; the artifacts beside this file come from
 ``python -m pipeline build recommender``.
 
-Per instance kind (``args["model_instance_kind"]``):
+The artifacts name the model's shape (``scorer_kind``, see recommender_scoring.py):
 
-- CPU: the int8 item table (one symmetric scale per item row), scored with the kernel named by
-  the ``cpu_int8_kernel`` parameter; ``torch.set_num_threads(num_threads)``.
-  COMPUTE_NS measures process CPU time (``time.process_time_ns``: vCPU-nanoseconds used by all
-  threads of this stub process) over ``execute()``.
-- GPU: an fp16 item table on ``cuda:<device id>``; COMPUTE_NS measures wall time, with
-  ``torch.cuda.synchronize`` at both ends.
+- ``item-item`` (EASE and its blends): the user's weighted purchase history, plus the items of
+  the optional RECENT_ITEM_IDS input (purchases the caller knows of and the build does not; they
+  count as made just now), times the pruned int8 item-item matrix, max-normalised, plus the
+  trending prior. The same int8 kernel runs on a CPU and on a GPU instance.
+- ``factors`` (BPR, ALS): user vector x item table; on a CPU instance the int8 table (one
+  symmetric scale per item row) with the kernel named by the ``cpu_int8_kernel`` parameter, on
+  a GPU instance an fp16 table. RECENT_ITEM_IDS are only excluded.
+
+``torch.set_num_threads(num_threads)``. COMPUTE_NS on a CPU instance measures process CPU time
+(``time.process_time_ns``: vCPU-nanoseconds used by all threads of this stub process); on a GPU
+instance wall time, with ``torch.cuda.synchronize`` at both ends.
 
 COMPUTE_NS of a request = the batch's measured compute divided equally among the requests of
 the batch that get an answer (a request rejected as malformed gets its own error and no share),
-at least 1. The measurement covers parsing, scoring, exclusion, top-k and building the output
-arrays; Triton's own queueing and (de)serialisation are outside ``execute()`` and not in it.
+at least 1. The clock covers all of ``execute()``: parsing, scoring, exclusion, top-k and
+building every response object. Each response is built around a one-element COMPUTE_NS array
+that is filled in place as the very last step, once the clock has stopped (the Python backend
+copies output tensors into shared memory only after ``execute()`` returns). Triton's own
+queueing and (de)serialisation are outside ``execute()`` and not in it.
 
-Behaviour: one matmul scores every known user of the dynamic batch; unknown users get the
-popularity ranking; the user's purchases (all cleaned data) and EXCLUDE_ITEM_IDS are never
-returned (unknown ids in the exclude list are ignored); a k beyond the remaining candidates
-returns what is left. A malformed request is answered with its own TritonError; an unexpected
-failure while scoring fails that batch's requests, never the model.
+Behaviour: unknown users without recent items get the popularity ranking; the user's purchases
+(all cleaned data), RECENT_ITEM_IDS and EXCLUDE_ITEM_IDS are never returned (unknown ids in
+either list are ignored); a k beyond the remaining candidates returns what is left. A malformed
+request is answered with its own TritonError; an unexpected failure while scoring fails that
+batch's requests, never the model.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ class ParsedRequest:
     user_row: int  # -1 when the user is unknown
     k: int
     exclude: np.ndarray  # int64 item indices
+    recent: np.ndarray  # int64 item indices the caller says the user bought since the build
 
 
 @dataclass(frozen=True)
@@ -81,37 +90,28 @@ class TritonPythonModel:
             arrays = {name: data[name] for name in data.files}
 
         self.kind = args.get("model_instance_kind", "CPU")
-        bias = torch.from_numpy(arrays["item_bias"])
         if self.kind == "GPU":
             if not torch.cuda.is_available():
                 raise pb_utils.TritonModelException("KIND_GPU instance but torch sees no CUDA device")
             self.device = torch.device(f"cuda:{args.get('model_instance_device_id', '0')}")
-            self.table = scoring.FloatItemTable.build(
-                torch.from_numpy(arrays["item_vectors_fp32"]), bias, torch.float16, self.device
-            )
             self._clock_ns = self._gpu_wall_ns
         else:
             self.device = torch.device("cpu")
-            self.table = scoring.int8_item_table(
-                torch.from_numpy(arrays["item_vectors_int8"]),
-                torch.from_numpy(arrays["item_scales"]),
-                bias,
-                params.get("cpu_int8_kernel", DEFAULT_INT8_KERNEL),
-            )
             self._clock_ns = time.process_time_ns
+        self.scorer = scoring.user_scorer(arrays, self.device, params.get("cpu_int8_kernel", DEFAULT_INT8_KERNEL))
 
-        self.users = self.table.prepare_users(torch.from_numpy(arrays["user_vectors"]))
         self.user_rows = {user.encode(): row for row, user in enumerate(arrays["user_ids"].tolist())}
         self.item_index = {item.encode(): index for index, item in enumerate(arrays["item_ids"].tolist())}
         self.item_ids = np.array([item.encode() for item in arrays["item_ids"].tolist()], dtype=object)
         self.item_titles = np.array([title.encode() for title in arrays["item_titles"].tolist()], dtype=object)
         self.seen_indptr = arrays["seen_indptr"]
         self.seen_indices = arrays["seen_indices"].astype(np.int64)
-        score_dtype = self.table.scores(self.users[:1]).dtype  # also warms the kernel up
+        no_items = np.empty(0, dtype=np.int64)
+        score_dtype = self.scorer.scores([0], [no_items]).dtype  # also warms the kernel up
         self.popularity = torch.from_numpy(arrays["popularity_scores"]).to(self.device, score_dtype)
         pb_utils.Logger.log_info(
-            f"recommender build {self.build_id}: {len(self.item_ids)} items, {len(self.user_rows)} users, "
-            f"{self.kind} instance on {self.device}, kernel {self.table.kernel}, "
+            f"recommender build {self.build_id}: {scoring.scorer_kind(arrays)} model, {len(self.item_ids)} items, "
+            f"{len(self.user_rows)} users, {self.kind} instance on {self.device}, kernel {self.scorer.kernel}, "
             f"{torch.get_num_threads()} threads"
         )
 
@@ -140,9 +140,12 @@ class TritonPythonModel:
                     error=pb_utils.TritonError(f"recommender failed: {error}")
                 )
             return responses
+        compute_ns = [np.zeros((1, 1), dtype=np.int64) for _ in parsed]
+        for (position, _), recommendation, slot in zip(parsed, recommendations, compute_ns):
+            responses[position] = self._response(recommendation, slot)
         share_ns = max(1, (self._clock_ns() - started) // len(parsed))
-        for (position, _), recommendation in zip(parsed, recommendations):
-            responses[position] = self._response(recommendation, share_ns)
+        for slot in compute_ns:
+            slot[0, 0] = share_ns
         return responses
 
     def finalize(self) -> None:
@@ -161,26 +164,38 @@ class TritonPythonModel:
         k_value = _single_value(_required(request, "K"), "K")
         if not isinstance(k_value, np.integer) or k_value < 1:
             raise RequestError(f"K must be a positive integer, got {k_value!r}")
-        exclude_tensor = pb_utils.get_input_tensor_by_name(request, "EXCLUDE_ITEM_IDS")
-        exclude = np.empty(0, dtype=np.int64)
-        if exclude_tensor is not None:
-            known = [self.item_index.get(item) for item in exclude_tensor.as_numpy().reshape(-1).tolist()]
-            exclude = np.array([index for index in known if index is not None], dtype=np.int64)
-        return ParsedRequest(user_row=self.user_rows.get(user, -1), k=int(k_value), exclude=exclude)
+        return ParsedRequest(
+            user_row=self.user_rows.get(user, -1),
+            k=int(k_value),
+            exclude=self._known_items(request, "EXCLUDE_ITEM_IDS"),
+            recent=self._known_items(request, "RECENT_ITEM_IDS"),
+        )
+
+    def _known_items(self, request, name: str) -> np.ndarray:
+        """Catalogue indices of an optional list of item ids, unknown ids dropped, first occurrences kept."""
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            return np.empty(0, dtype=np.int64)
+        known = (self.item_index.get(item) for item in dict.fromkeys(tensor.as_numpy().reshape(-1).tolist()))
+        return np.array([index for index in known if index is not None], dtype=np.int64)
 
     def _recommend(self, batch: list[ParsedRequest]) -> list[Recommendation]:
-        user_rows = np.array([request.user_row for request in batch], dtype=np.int64)
-        known = np.flatnonzero(user_rows >= 0)
-        if len(known) == len(batch):
-            scores = self.table.scores(self.users[torch.from_numpy(user_rows).to(self.device)])
+        personal = [
+            row for row, request in enumerate(batch) if self.scorer.personalizes(request.user_row, request.recent)
+        ]
+        if len(personal) == len(batch):
+            scores = self.scorer.scores([r.user_row for r in batch], [r.recent for r in batch])
         else:
             scores = self.popularity.expand(len(batch), -1).clone()
-            if len(known):
-                rows = torch.from_numpy(known).to(self.device)
-                scores[rows] = self.table.scores(self.users[torch.from_numpy(user_rows[known]).to(self.device)])
+            if personal:
+                scores[torch.tensor(personal, device=self.device)] = self.scorer.scores(
+                    [batch[row].user_row for row in personal], [batch[row].recent for row in personal]
+                )
+        personalized = np.zeros(len(batch), dtype=bool)
+        personalized[personal] = True
 
         exclusions = [
-            np.concatenate([self._seen(request.user_row), request.exclude]) for request in batch
+            np.concatenate([self._seen(request.user_row), request.recent, request.exclude]) for request in batch
         ]
         exclude_rows, exclude_cols = scoring.exclusion_coordinates(exclusions, self.device)
         ranked = scoring.top_k_excluding(scores, exclude_rows, exclude_cols, [request.k for request in batch])
@@ -189,9 +204,9 @@ class TritonPythonModel:
                 item_ids=self.item_ids[items],
                 titles=self.item_titles[items],
                 scores=item_scores.astype(np.float32, copy=False),
-                personalized=request.user_row >= 0,
+                personalized=bool(is_personal),
             )
-            for request, (items, item_scores) in zip(batch, ranked)
+            for (items, item_scores), is_personal in zip(ranked, personalized)
         ]
 
     def _seen(self, user_row: int) -> np.ndarray:
@@ -200,13 +215,14 @@ class TritonPythonModel:
         return self.seen_indices[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
 
     @staticmethod
-    def _response(recommendation: Recommendation, compute_ns: int):
+    def _response(recommendation: Recommendation, compute_ns: np.ndarray):
+        """``compute_ns``: the [1, 1] int64 array execute() fills in once its clock has stopped."""
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("ITEM_IDS", recommendation.item_ids.reshape(1, -1)),
                 pb_utils.Tensor("ITEM_TITLES", recommendation.titles.reshape(1, -1)),
                 pb_utils.Tensor("SCORES", recommendation.scores.reshape(1, -1)),
-                pb_utils.Tensor("COMPUTE_NS", np.array([[compute_ns]], dtype=np.int64)),
+                pb_utils.Tensor("COMPUTE_NS", compute_ns),
                 pb_utils.Tensor("PERSONALIZED", np.array([[recommendation.personalized]], dtype=bool)),
             ]
         )

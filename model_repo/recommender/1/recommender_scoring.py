@@ -1,9 +1,17 @@
 """Scoring kernels of the recommender, free of Triton so that the pipeline can time them and tests can run them.
 
-``model.py`` serves with these; ``pipeline.recommender.scoring_speed`` and ``pipeline.recommender.build``
-measure and evaluate these same classes. Only numpy and torch are needed.
+``model.py`` serves with these; ``pipeline.recommender.compute_probe`` and ``pipeline.recommender.build``
+time and evaluate these same classes. Only numpy and torch are needed.
 
-score(u, i) = <user_u, item_i> + bias_i over the whole catalogue, as one matmul per batch.
+Two model shapes, named by ``scorer_kind`` in the artifacts:
+
+- ``factors`` (BPR, ALS): score(u, i) = <user_u, item_i> + bias_i over the whole catalogue, as
+  one matmul per batch (``ItemTable`` below, wrapped by ``FactorUserScorer``).
+- ``item-item`` (EASE, item-kNN, and their blend with recency and trending items): the user's
+  purchase history times a pruned item-item matrix, s = sum over (item i, weight w) of w * row_i,
+  then score = s / max|s| + prior (``ItemItemTable``, wrapped by ``HistoryUserScorer``). History
+  items the request carries (RECENT_ITEM_IDS) count with weight 1, so new purchases change the
+  answer without retraining.
 
 int8 item tables hold one symmetric scale per item row (item_i ~= scale_i * q_i). Two kernels:
 
@@ -27,7 +35,7 @@ the fallback when the FBGEMM op is missing.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +183,138 @@ class Int8GemmItemTable(ItemTable):
         return self.table_bytes + self.bias.nbytes
 
 
+@dataclass
+class ItemItemTable:
+    """A pruned item-item matrix in fixed-width form: row i holds item i's ``width`` strongest links.
+
+    ``values`` are int8 with one scale per row (or float32 with scales 1); the matrix is never
+    made dense. A batch's history entries, (batch row, item, weight) triples, are expanded to
+    their rows' links and summed into the [B, n_items] scores with one ``index_add_``.
+    """
+
+    columns: torch.Tensor  # int16 or int32 [n_items, width]
+    values: torch.Tensor  # int8 or float32 [n_items, width]
+    scales: torch.Tensor  # float32 [n_items]
+    prior: torch.Tensor  # float32 [n_items], added after the max-normalisation
+    kernel: str
+
+    @classmethod
+    def build(
+        cls,
+        columns: torch.Tensor,
+        values: torch.Tensor,
+        scales: torch.Tensor,
+        prior: torch.Tensor,
+        device: torch.device | str = "cpu",
+    ) -> "ItemItemTable":
+        kernel = "item-item-int8" if values.dtype == torch.int8 else "item-item-fp32"
+        return cls(
+            columns=columns.to(device).contiguous(),
+            values=values.to(device).contiguous(),
+            scales=scales.to(device=device, dtype=torch.float32),
+            prior=prior.to(device=device, dtype=torch.float32),
+            kernel=kernel,
+        )
+
+    @property
+    def n_items(self) -> int:
+        return self.prior.shape[0]
+
+    def scores(self, rows: torch.Tensor, items: torch.Tensor, weights: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """[n_rows, n_items] float32 from history triples (int64 rows, int64 items, float32 weights)."""
+        n_items = self.n_items
+        links = self.values[items].float() * (self.scales[items] * weights).unsqueeze(1)  # [M, width]
+        targets = rows.unsqueeze(1) * n_items + self.columns[items].long()
+        summed = torch.zeros(n_rows * n_items, dtype=torch.float32, device=self.prior.device)
+        summed.index_add_(0, targets.reshape(-1), links.reshape(-1))
+        summed = summed.view(n_rows, n_items)
+        peak = summed.abs().amax(dim=1, keepdim=True)
+        peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+        return summed.div_(peak).add_(self.prior)
+
+    def nbytes(self) -> int:
+        return self.columns.nbytes + self.values.nbytes + self.scales.nbytes + self.prior.nbytes
+
+
+class UserScorer:
+    """Scores the personalised requests of a batch: a user row (-1: unknown) and recent item indices each."""
+
+    kernel: str
+
+    def personalizes(self, user_row: int, recent: np.ndarray) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def scores(self, user_rows: Sequence[int], recent: Sequence[np.ndarray]) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def nbytes(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class FactorUserScorer(UserScorer):
+    """User vector x item table; a factor model cannot use recent items (they are only excluded)."""
+
+    table: ItemTable
+    users: torch.Tensor  # prepared user table
+
+    @property
+    def kernel(self) -> str:  # type: ignore[override]
+        return self.table.kernel
+
+    def personalizes(self, user_row: int, recent: np.ndarray) -> bool:
+        return user_row >= 0
+
+    def scores(self, user_rows: Sequence[int], recent: Sequence[np.ndarray]) -> torch.Tensor:
+        index = torch.as_tensor(np.asarray(user_rows, dtype=np.int64)).to(self.users.device)
+        return self.table.scores(self.users[index])
+
+    def nbytes(self) -> int:
+        return self.table.nbytes() + self.users.nbytes
+
+
+@dataclass
+class HistoryUserScorer(UserScorer):
+    """The user's weighted purchase history (CSR) plus the request's recent items, x an item-item table."""
+
+    table: ItemItemTable
+    history_indptr: np.ndarray  # int64 [n_users + 1]
+    history_items: np.ndarray  # int32 [n_pairs]
+    history_weights: np.ndarray  # float32 [n_pairs]
+    recent_weight: float = 1.0  # a purchase the caller reports counts as one made just now
+
+    @property
+    def kernel(self) -> str:  # type: ignore[override]
+        return self.table.kernel
+
+    def personalizes(self, user_row: int, recent: np.ndarray) -> bool:
+        return user_row >= 0 or len(recent) > 0
+
+    def scores(self, user_rows: Sequence[int], recent: Sequence[np.ndarray]) -> torch.Tensor:
+        items, weights = [], []
+        for row, extra in zip(user_rows, recent):
+            start, end = (self.history_indptr[row], self.history_indptr[row + 1]) if row >= 0 else (0, 0)
+            items += [self.history_items[start:end], extra]
+            weights += [self.history_weights[start:end], np.full(len(extra), self.recent_weight, np.float32)]
+        lengths = [len(a) + len(b) for a, b in zip(items[::2], items[1::2])]
+        device = self.table.prior.device
+        rows = torch.from_numpy(np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)).to(device)
+        return self.table.scores(
+            rows,
+            torch.from_numpy(np.concatenate(items).astype(np.int64)).to(device),
+            torch.from_numpy(np.concatenate(weights)).to(device),
+            len(lengths),
+        )
+
+    def nbytes(self) -> int:
+        return (
+            self.table.nbytes()
+            + self.history_indptr.nbytes
+            + self.history_items.nbytes
+            + self.history_weights.nbytes
+        )
+
+
 def int8_item_table(values: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor, kernel: str) -> ItemTable:
     """``kernel``: "int8-gemm" (falls back to dequantize when FBGEMM is missing) or "int8-dequantize"."""
     if kernel == "int8-gemm" and Int8GemmItemTable.available():
@@ -182,6 +322,49 @@ def int8_item_table(values: torch.Tensor, scales: torch.Tensor, bias: torch.Tens
     if kernel not in ("int8-gemm", "int8-dequantize"):
         raise ValueError(f"unknown int8 kernel {kernel!r}")
     return Int8DequantItemTable.build(values, scales, bias)
+
+
+FACTORS, ITEM_ITEM = "factors", "item-item"
+
+
+def scorer_kind(arrays: Mapping[str, np.ndarray]) -> str:
+    """The artifacts' model shape (builds before the item-item shape hold only factors)."""
+    return str(arrays["scorer_kind"]) if "scorer_kind" in arrays else FACTORS
+
+
+def user_scorer(arrays: Mapping[str, np.ndarray], device: torch.device, cpu_int8_kernel: str) -> UserScorer:
+    """The scorer a model instance serves with, from the arrays of ``recommender.npz``.
+
+    factors: the int8 item table with ``cpu_int8_kernel`` on a CPU, fp16 on a GPU; item-item: the
+    int8 pruned matrix on either.
+    """
+    if scorer_kind(arrays) == ITEM_ITEM:
+        table = ItemItemTable.build(
+            torch.from_numpy(arrays["neighbour_columns"]),
+            torch.from_numpy(arrays["neighbour_weights_int8"]),
+            torch.from_numpy(arrays["neighbour_scales"]),
+            torch.from_numpy(arrays["item_prior"]),
+            device,
+        )
+        return HistoryUserScorer(
+            table=table,
+            history_indptr=arrays["seen_indptr"].astype(np.int64),
+            history_items=arrays["seen_indices"].astype(np.int32),
+            history_weights=arrays["history_weights"].astype(np.float32),
+        )
+    bias = torch.from_numpy(arrays["item_bias"])
+    if device.type == "cuda":
+        table: ItemTable = FloatItemTable.build(
+            torch.from_numpy(arrays["item_vectors_fp32"]), bias, torch.float16, device
+        )
+    else:
+        table = int8_item_table(
+            torch.from_numpy(arrays["item_vectors_int8"]),
+            torch.from_numpy(arrays["item_scales"]),
+            bias,
+            cpu_int8_kernel,
+        )
+    return FactorUserScorer(table=table, users=table.prepare_users(torch.from_numpy(arrays["user_vectors"])))
 
 
 def exclusion_coordinates(
