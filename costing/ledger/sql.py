@@ -257,6 +257,7 @@ class SqlLedger:
         """Add the columns an older ledger lacks (its float money converted to integer pico),
         then create what is missing; ``execute`` runs one statement inside the caller's
         transaction. Raises LedgerError for a database whose tables are not a ledger's."""
+        converted_records = False
         for table in TABLES:
             existing = self._columns(table.name)
             if not existing:
@@ -265,12 +266,20 @@ class SqlLedger:
                 missing = migrations(table, existing)
             except ValueError as exc:
                 raise LedgerError(f"{self.description} is not a cost ledger ({exc})") from None
-            for statement in self.dialect.legacy_money_statements(table, existing):
+            legacy = self.dialect.legacy_money_statements(table, existing)
+            for statement in legacy:
                 execute(statement)
+            converted_records |= bool(legacy) and table is COST_RECORDS
             converted = {new for old, new in table.legacy_money if old in existing}
             for column in missing:
                 if column.name not in converted:
                     execute(self.dialect.add_column(table, column))
+        if converted_records:
+            # Each float part was rounded on its own: the total is their sum, as for new records.
+            execute(
+                f"UPDATE {COST_RECORDS.name} SET cost_total_pico = "
+                "cost_compute_pico + cost_gateway_pico + cost_cache_pico + cost_egress_pico"
+            )
         for statement in schema_statements(self.dialect):
             execute(statement)
 

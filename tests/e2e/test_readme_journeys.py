@@ -13,8 +13,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -150,3 +152,49 @@ def test_the_sre_goes_from_a_calls_trailers_to_its_spans(gateway):
     children = lines[lines.index(rpc[0]) + 1 :]
     assert any(line.startswith(("├── cache.lookup", "└── cache.lookup")) for line in children), result.stdout
     assert any("triton.infer" in line and f"pool {response.info.placement.pool}" in line for line in children), result.stdout
+
+
+def test_finance_runs_the_report_commands_of_costing_readme_as_written(gateway_factory, tmp_path):
+    """The finance analyst's journey: a run's ledger under var/<run>/, then every command of
+    costing/README.md's "Reports for finance" block, as written, from the repository's layout."""
+    text = (REPO / "costing" / "README.md").read_text()
+    section = text[text.index("\n## Reports for finance\n") :]
+    block = code_blocks(section, "bash")[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip().startswith(".venv/bin/tollgate")]
+    assert len(commands) >= 5, block
+    # The newest run under the repository's var/, as `make demo` leaves it; removed afterwards.
+    run_dir = REPO / "var" / f"e2e-finance-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir(parents=True)
+    try:
+        _finance_journey(gateway_factory, run_dir, commands, tmp_path)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _finance_journey(gateway_factory, run_dir: Path, commands: list[str], tmp_path: Path) -> None:
+    gateway = gateway_factory(ledger_path=run_dir / "ledger.sqlite")
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
+        for n in range(12):
+            request = recommendation_pb2.RecommendRequest(user_id=str(12346 + n), k=5, feature="home_feed")
+            stub.Recommend(request, timeout=10, metadata=gateway.metadata(("shop-uk", "shop-eu")[n % 2]))
+    gateway.stop()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TOLLGATE_")}
+    env["COLUMNS"] = "120"
+    month = time.strftime("%Y-%m", time.gmtime())
+    for command in commands:
+        argv = shlex.split(command.replace("2026-11", month))
+        argv[0] = str(Path(sys.executable).with_name("tollgate"))
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=RUN_TIMEOUT_S)
+        assert result.returncode == 0, f"{command}: rc {result.returncode}\n{result.stdout}\n{result.stderr}"
+        shown = result.stdout + result.stderr
+        assert not re.search(r"\d\.\d+e-\d\d", shown), f"{command} prints scientific notation:\n{shown}"
+        if "--format csv" in command:
+            assert result.stdout.splitlines()[0].startswith("row_type,pool"), result.stdout[:200]
+        elif "--output" not in command and "report" in command:
+            table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│├└"]
+            assert "TOTAL" in result.stdout and table, result.stdout
+            if "--columns all" not in command:  # asked for every column, the reader gets them all
+                assert max(map(len, table)) <= 120, f"{command}: the table is wider than the terminal\n{result.stdout}"
+    assert json.loads((tmp_path / "costs.json").read_text())
+    assert (tmp_path / "costs.png").stat().st_size > 0

@@ -132,8 +132,15 @@ def test_an_older_sqlite_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
             ["req-old", "2026-11-01T12:00:00.000000Z", "Recommend", "home_feed", "acme", "recommender", "1",
              "cpu-local", "cpu", 0, "OK", 1000, 10, 2, 3e-8, 2e-8, 5e-9, 5e-9, 0.0, "USD", "2026.11.0"],
         )  # fmt: skip
+        # Parts of 0.4 pico-$ each round to 0 one by one, their float total of 1.2 to 1.
+        conn.execute(
+            f"INSERT INTO cost_records VALUES ({', '.join('?' * len(old_columns))})",
+            ["req-tiny", "2026-11-01T12:00:01.000000Z", "Recommend", "home_feed", "acme", "recommender", "1",
+             "cpu-local", "cpu", 0, "OK", 1, 1, 1, 1.2e-12, 0.4e-12, 0.4e-12, 0.4e-12, 0.0, "USD", "2026.11.0"],
+        )  # fmt: skip
     with SqliteLedger(path, create=False) as ledger:  # a report opening it is enough
-        (old,) = ledger.records()
+        old, tiny = ledger.records()
+        assert tiny.cost_total_pico == 0, "the total is the sum of the converted parts, so the record loads"
         assert (old.response_bytes, old.cost_egress_pico) == (0, 0)
         # Float money becomes integer pico-units, to the pico: 3e-8 $ = 30,000 pico-$.
         assert (old.cost_total_pico, old.cost_compute_pico, old.cost_gateway_pico) == (30_000, 20_000, 5_000)
