@@ -232,7 +232,10 @@ def test_each_gateway_replica_is_charged_its_process_cpu(scenario: Scenario) -> 
         metered = sum(c.usage_quantity for c in mine)
         assert measured == reading.process_cpu_ns, "all of the process's CPU is booked"
         assert 0 < metered < measured, "the per-request meter sees part of it; the rest is overhead"
-        assert sum(c.overhead_pico for c in mine) > 0 and sum(c.idle_pico for c in mine) > 0
+        assert sum(c.overhead_pico for c in mine) > 0
+        # Idle is what the provisioned vCPUs did not use: none when a busy machine kept the
+        # replica above them, so only its sign is a property.
+        assert all(c.idle_pico >= 0 for c in mine)
 
 
 def test_records_written_after_their_window_was_booked_are_charged_once(gateway_factory, triton_server, buyers) -> None:
