@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import tritonclient.grpc.aio as triton_aio
@@ -28,7 +28,11 @@ from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, 
 from gateway.pool import Endpoint, Pool
 from gateway.retry_budget import RetryBudget
 from gateway.routing_policy import PolicyName, Reason, choose
+from gateway.triton_infer import InferOutputs, Tensor
 from gateway.triton_model import ModelState
+
+# gRPC metadata sent with a model call.
+Metadata = tuple[tuple[str, str], ...] | None
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class Placement:
     location: str
     reason: Reason
     attempts: int
+    endpoint: str = ""  # host:port of the Triton that answered
 
 
 class Router:
@@ -80,10 +85,11 @@ class Router:
 
     def state(self, model: str) -> ModelState:
         """Ready when some pool can serve the model; version and build of the preferred one that can."""
+        for pool in self.pools:
+            for endpoint in pool.endpoints:
+                if endpoint.can_serve(model):
+                    return endpoint.models[model].state
         states = [(e.models[model].state, e) for pool in self.pools for e in pool.endpoints]
-        for state, endpoint in states:
-            if endpoint.can_serve(model):
-                return state
         known = next((state for state, _ in states if state.build_id), ModelState(False, ""))
         reason = f"no pool can serve {model!r}: " + "; ".join(pool.describe(model) for pool in self.pools)
         return ModelState(False, reason, known.version, known.build_id)
@@ -92,8 +98,9 @@ class Router:
         await asyncio.gather(*(e.check_readiness(timeout_s) for pool in self.pools for e in pool.endpoints))
 
     async def infer(
-        self, model: str, inputs: list[triton_aio.InferInput], timeout_s: float
-    ) -> tuple[triton_aio.InferResult, Placement]:
+        self, model: str, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None
+    ) -> tuple[InferOutputs, Placement]:
+        """``metadata`` goes with every attempt (the W3C ``traceparent`` of the caller's span)."""
         deadline = time.monotonic() + timeout_s
         self._budget.record_request()
         tried: set[Endpoint] = set()
@@ -111,7 +118,7 @@ class Router:
             remaining_s = deadline - time.monotonic()
             limit_s = min(remaining_s, self._call_timeout_s)
             try:
-                result = await self._call(pool, endpoint, model, inputs, limit_s)
+                result = await self._call(pool, endpoint, model, tensors, limit_s, metadata)
             except BackendUnavailable as error:
                 self._record_failure(endpoint)
                 failure = error
@@ -129,7 +136,7 @@ class Router:
                 raise
             endpoint.outlier.record_success()
             reason: Reason = decision.reason if attempt == 1 else "retry"
-            return result, Placement(pool.name, pool.device, pool.location, reason, attempt)
+            return result, Placement(pool.name, pool.device, pool.location, reason, attempt, endpoint.url)
         assert failure is not None
         raise failure
 
@@ -153,13 +160,19 @@ class Router:
         self._by_name[pool].observe_compute(model, compute_ns)
 
     async def _call(
-        self, pool: Pool, endpoint: Endpoint, model: str, inputs: list[triton_aio.InferInput], timeout_s: float
-    ) -> triton_aio.InferResult:
+        self,
+        pool: Pool,
+        endpoint: Endpoint,
+        model: str,
+        tensors: Sequence[Tensor],
+        timeout_s: float,
+        metadata: Metadata,
+    ) -> InferOutputs:
         pool.in_flight += 1
         endpoint.in_flight += 1
         started = time.perf_counter()
         try:
-            result = await endpoint.models[model].infer(inputs, timeout_s)
+            result = await endpoint.models[model].infer(tensors, timeout_s, metadata)
         finally:
             pool.in_flight -= 1
             endpoint.in_flight -= 1
@@ -187,8 +200,10 @@ class RoutedModel:
     def state(self) -> ModelState:
         return self._router.state(self.name)
 
-    async def infer(self, inputs: list[triton_aio.InferInput], timeout_s: float) -> tuple[triton_aio.InferResult, Placement]:
-        return await self._router.infer(self.name, inputs, timeout_s)
+    async def infer(
+        self, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None
+    ) -> tuple[InferOutputs, Placement]:
+        return await self._router.infer(self.name, tensors, timeout_s, metadata)
 
     def record_compute(self, placement: Placement, compute_ns: int) -> None:
         self._router.record_compute(placement.pool, self.name, compute_ns)

@@ -2,8 +2,10 @@
 
 Pricing itself is ``costing.cost.price_request`` (the one place a cost is computed); this
 module gathers the usage along the request's path and hands the result to the caller, the
-trace, the ledger (whose observers count it in the cost metrics and budgets) and the
-request-latency histogram.
+ledger (whose observers count it in the cost metrics and budgets), the request-latency
+histogram and, when the call's trace is recorded, its server span. Cost never depends on
+sampling: every request is priced and recorded; only the span attributes are skipped for a
+call that is not traced.
 """
 
 from __future__ import annotations
@@ -14,19 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from opentelemetry import trace
-
 from costing.cost import RequestCost, Usage, price_request
 from costing.ledger import CostRecord, LedgerWriter
 from costing.price_book import PriceBook
 from gateway import telemetry_attributes as attr
+from gateway.call_tracing import NO_TRACE, CallTrace
 from gateway.cpu_meter import CpuMeter
 from gateway.errors import RequestError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class UsageTally:
     """What one request used so far; filled in along the path, priced once at the end."""
 
@@ -100,7 +101,11 @@ class Settlement:
         entry = self._book.pool(pool)
         return entry.device, entry.location
 
-    def settle(self, request_id: str, tenant: str, tally: UsageTally, status: str) -> AnswerInfo:
+    def settle(
+        self, request_id: str, tenant: str, tally: UsageTally, status: str, call_trace: CallTrace = NO_TRACE
+    ) -> AnswerInfo:
+        """Prices the request, records it in the ledger (whose observers count it in the
+        metrics), and ends its trace's server span with the cost attributes when recorded."""
         with tally.meter:
             usage = Usage(
                 pool=tally.pool if tally.compute_ns else "",
@@ -126,8 +131,9 @@ class Settlement:
                 cache_hit=tally.cache_hit,
                 cost=cost,
             )
-            trace.get_current_span().set_attributes(span_attributes(info, tally.feature, tenant))
             self._ledger.record(_cost_record(info, tally, usage, tenant, status))
+            if call_trace.span is not None:
+                call_trace.finish(status, span_attributes(info, tally.feature, tenant))
         if self._observe_duration is not None:
             self._observe_duration(tally.rpc, time.perf_counter() - tally.started_s)
         return info

@@ -1,4 +1,5 @@
-"""OpenTelemetry set-up: one TracerProvider whose exporter the settings choose.
+"""OpenTelemetry set-up: one TracerProvider whose exporter the settings choose. Which calls are
+traced (head sampling) is gateway/call_tracing.py's business.
 
 ``auto`` (the default) exports over OTLP/gRPC when an endpoint is configured
 (``TOLLGATE_OTLP_ENDPOINT`` or the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``) and nowhere
@@ -59,11 +60,14 @@ def _exporter(settings: Settings) -> SpanExporter | None:
     return None
 
 
-def setup_tracing(settings: Settings) -> TracerProvider:
-    """Creates the provider, installs it globally and returns it (so shutdown can flush it)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+def setup_tracing(settings: Settings) -> TracerProvider | None:
+    """Creates the provider, installs it globally and returns it (so shutdown can flush it);
+    None when no exporter is configured: spans that nobody receives are not made at all (the
+    calls still carry and pass on their W3C trace context, gateway/call_tracing.py)."""
     exporter = _exporter(settings)
-    if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    if exporter is None:
+        return None
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider

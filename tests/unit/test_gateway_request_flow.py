@@ -10,7 +10,6 @@ from costing.price_book import load_price_book
 from gateway.admission import Admission, TenantRate
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
-from gateway.grpc_call import payload_bytes
 from gateway.request_flow import Caller, RequestFlow
 from gateway.result_cache import CacheKeys, CacheSecret
 from gateway.router import Placement
@@ -54,18 +53,20 @@ class ScriptedRoute:
         self.error = error
         self.calls = []
         self.timeouts = []
+        self.metadata = []
 
     def cache_key(self, query, state):
         return KEYS.key(self.rpc, self.model.name, state.version, state.build_id, [query.user_id, query.k])
 
-    async def answer(self, query, timeout_s):
+    async def answer(self, query, timeout_s, metadata=None):
         self.calls.append(query)
         self.timeouts.append(timeout_s)
+        self.metadata.append(metadata)
         if self.error:
             raise self.error
         items = tuple(RankedItem(f"item{i}", f"TITLE {i}", 1.0 - i / 10) for i in range(query.k))
-        answer = ModelAnswer(items=items, compute_ns=COMPUTE_NS, model_version="1", personalized=True)
-        return answer, Placement("cpu-local", "cpu", "private", "primary", 1)
+        answer = ModelAnswer.of(items, compute_ns=COMPUTE_NS, model_version="1", personalized=True)
+        return answer, Placement("cpu-local", "cpu", "private", "primary", 1, "127.0.0.1:8001")
 
 
 @pytest.fixture
@@ -85,7 +86,6 @@ def make_flow(ledger, book, cache="memory", budget_check=None, commit_before_ans
         cache=MemoryCache() if cache == "memory" else None,
         settlement=Settlement(book, writer, commit_before_answer=commit_before_answer, observe_duration=observe),
         default_deadline_s=1.5,
-        payload_bytes=payload_bytes,
         budget_check=budget_check,
         admission=admission,
     )
@@ -114,7 +114,7 @@ async def test_a_miss_is_priced_on_the_model_compute_and_a_hit_on_what_it_used(l
     assert miss.info.cost.compute == pytest.approx(expected_compute)
     assert hit.info.cost.avoided == pytest.approx(expected_compute)
     assert 0 < hit.info.cost.total < miss.info.cost.total
-    assert hit.answer.items == miss.answer.items
+    assert hit.answer.items_wire == miss.answer.items_wire
     assert (hit.info.pool, hit.info.device, hit.info.model_version) == ("cpu-local", "cpu", "1")
     assert (miss.info.route_reason, miss.info.attempts, miss.info.location) == ("primary", 1, "private")
     assert (hit.info.route_reason, hit.info.attempts) == ("", 0), "a hit was not routed"
@@ -182,7 +182,7 @@ async def test_the_response_bytes_are_priced_as_egress_on_misses_and_hits(ledger
     miss = await recommend(flow, route, k=5)
     hit = await recommend(flow, route, k=5)
     await writer.close()
-    size = payload_bytes(miss.answer)
+    size = len(miss.answer.items_wire)
     assert size > 5 * len("TITLE 0")
     for done in (miss, hit):
         assert done.info.cost.egress == pytest.approx(size * book.egress.usd_per_gb / 1e9)
@@ -239,7 +239,7 @@ async def test_without_commit_before_answer_records_wait_for_the_flush(ledger, b
 class HangingRoute(ScriptedRoute):
     """A model that never answers: the call ends only by cancellation."""
 
-    async def answer(self, query, timeout_s):
+    async def answer(self, query, timeout_s, metadata=None):
         self.calls.append(query)
         await asyncio.Event().wait()
 
@@ -299,9 +299,9 @@ class SlowRoute(ScriptedRoute):
         super().__init__()
         self.delay_s = delay_s
 
-    async def answer(self, query, timeout_s):
+    async def answer(self, query, timeout_s, metadata=None):
         await asyncio.sleep(self.delay_s)
-        return await super().answer(query, timeout_s)
+        return await super().answer(query, timeout_s, metadata)
 
 
 async def test_an_answer_ready_after_the_callers_deadline_is_recorded_as_deadline_exceeded(ledger, book):
