@@ -75,6 +75,9 @@ class Pool:
 
     def pick(self, model: str, tried: set[Endpoint]) -> Endpoint | None:
         """The least loaded endpoint that can serve ``model`` and was not tried for this call."""
+        if len(self.endpoints) == 1:
+            endpoint = self.endpoints[0]
+            return endpoint if endpoint not in tried and endpoint.can_serve(model) else None
         candidates = [e for e in self.endpoints if e not in tried and e.can_serve(model)]
         return min(candidates, key=lambda e: e.in_flight, default=None)
 

@@ -56,6 +56,53 @@ def encode_item(item_id: bytes, title: bytes, score: bytes) -> bytes:
     return _ITEMS_TAG + varint(len(body)) + body
 
 
+def items_from_tensors(ids_tensor: bytes, titles_tensor: bytes, scores: bytes) -> tuple[bytes, int]:
+    """``repeated Item items = 1`` and the item count, straight from Triton's raw ITEM_IDS and
+    ITEM_TITLES (BYTES) and SCORES (FP32) tensors of one request; ValueError when they do not
+    agree or a text is not UTF-8 (protobuf strings must be)."""
+    count = len(scores) // 4
+    if len(scores) != 4 * count:
+        raise ValueError("SCORES is not a float32 tensor")
+    unpack, small = _UINT32.unpack_from, _SMALL_VARINTS
+    out = []
+    append = out.append
+    i = t = 0
+    short = True  # every text under 128 bytes: the common, fast case
+    try:
+        for n in range(count):
+            (id_len,) = unpack(ids_tensor, i)
+            (title_len,) = unpack(titles_tensor, t)
+            item_id = ids_tensor[i + 4 : i + 4 + id_len]
+            title = titles_tensor[t + 4 : t + 4 + title_len]
+            i += 4 + id_len
+            t += 4 + title_len
+            score = scores[4 * n : 4 * n + 4]
+            if 0 < id_len < 128 and 0 < title_len < 128 and score != _ZERO_FLOAT and score != _NEGATIVE_ZERO_FLOAT:
+                body = b"\x0a%b%b\x12%b%b\x1d%b" % (small[id_len], item_id, small[title_len], title, score)
+                append(b"\x0a%b%b" % (small[len(body)], body) if len(body) < 128 else _ITEMS_TAG + varint(len(body)) + body)
+            else:
+                short = short and id_len < 128 and title_len < 128
+                append(encode_item(item_id, title, score))
+    except struct.error:
+        raise ValueError("BYTES tensor is truncated") from None
+    if i != len(ids_tensor) or t != len(titles_tensor):
+        raise ValueError("ITEM_IDS, ITEM_TITLES and SCORES differ in length")
+    for tensor in (ids_tensor, titles_tensor):
+        _check_utf8(tensor, short)
+    return b"".join(out), count
+
+
+def _check_utf8(tensor: bytes, short: bool) -> None:
+    """Every element of a raw BYTES tensor is UTF-8. When every element is under 128 bytes its
+    4-byte length is ASCII, so no character can straddle two elements and decoding the whole
+    tensor at once checks them all; otherwise element by element."""
+    if short:
+        tensor.decode()
+        return
+    for element in read_bytes_tensor(tensor):
+        element.decode()
+
+
 def encode_items(item_ids: Sequence[bytes], titles: Sequence[bytes], scores: bytes) -> bytes:
     """``repeated Item items = 1`` for parallel ids, titles and packed float32 scores."""
     return b"".join(

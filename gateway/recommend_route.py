@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from gateway.answers import ModelAnswer
 from gateway.errors import BackendFailed
-from gateway.protobuf_wire import bytes_tensor, encode_items, int32_tensor, read_bytes_tensor
+from gateway.protobuf_wire import bytes_tensor, int32_tensor, items_from_tensors
 from gateway.result_cache import CacheKeys
 from gateway.router import Metadata, Placement, RoutedModel
 from gateway.triton_infer import InferOutputs, Tensor, tensor_header
@@ -41,24 +41,20 @@ class RecommendRoute:
             header = tensor_header("EXCLUDE_ITEM_IDS", "BYTES", (1, len(excluded)))
             tensors.append((header, bytes_tensor(item.encode() for item in excluded)))
         outputs, placement = await self.model.infer(tensors, timeout_s, metadata)
-        answer = recommendation(outputs, self.model.state.version)
+        answer = recommendation(outputs, outputs.model_version or self.model.state.version)
         self.model.record_compute(placement, answer.compute_ns)
         return answer, placement
 
 
-def recommendation(outputs: InferOutputs, known_version: str) -> ModelAnswer:
+def recommendation(outputs: InferOutputs, model_version: str) -> ModelAnswer:
     """The answer in the recommender's outputs; BackendFailed when they break its contract."""
     try:
-        ids = read_bytes_tensor(outputs["ITEM_IDS"])
-        titles = read_bytes_tensor(outputs["ITEM_TITLES"])
-        for text in (*ids, *titles):
-            text.decode()  # protobuf strings must be UTF-8
-        items = encode_items(ids, titles, outputs["SCORES"])
+        items, count = items_from_tensors(outputs["ITEM_IDS"], outputs["ITEM_TITLES"], outputs["SCORES"])
         return ModelAnswer(
             items_wire=items,
-            item_count=len(ids),
+            item_count=count,
             compute_ns=outputs.int64("COMPUTE_NS"),
-            model_version=outputs.model_version or known_version,
+            model_version=model_version,
             personalized=outputs.flag("PERSONALIZED"),
         )
     except (KeyError, ValueError) as error:

@@ -27,7 +27,7 @@ import tritonclient.grpc.aio as triton_aio
 from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, PoolsSaturated
 from gateway.pool import Endpoint, Pool
 from gateway.retry_budget import RetryBudget
-from gateway.routing_policy import PolicyName, Reason, choose
+from gateway.routing_policy import PolicyName, Reason, choose, gpu_first_key
 from gateway.triton_infer import InferOutputs, Tensor
 from gateway.triton_model import ModelState
 
@@ -72,6 +72,8 @@ class Router:
         self._on_ejection = on_ejection
         self._by_name = {pool.name: pool for pool in pools}
         self._endpoints = [endpoint for pool in pools for endpoint in pool.endpoints]
+        # gpu_first orders pools by what never changes: walk that order without building views.
+        self._static_order = sorted(pools, key=gpu_first_key) if policy == "gpu_first" else None
 
     def model(self, name: str) -> RoutedModel:
         return RoutedModel(name, self)
@@ -106,14 +108,12 @@ class Router:
         tried: set[Endpoint] = set()
         failure: BackendUnavailable | None = None
         for attempt in range(1, self._max_attempts + 1):
-            decision = choose(self._policy, [p.view(model, tried) for p in self.pools], self._objective_ms)
+            decision = self._decide(model, tried)
             if decision is None:
                 raise failure or self._nothing_to_call(model)
             if failure is not None and not self._budget.try_acquire():
                 raise failure
-            pool = self._by_name[decision.pool]
-            endpoint = pool.pick(model, tried)
-            assert endpoint is not None  # choose() only returns pools with a servable endpoint
+            pool, endpoint, chosen_reason = decision
             tried.add(endpoint)
             remaining_s = deadline - time.monotonic()
             limit_s = min(remaining_s, self._call_timeout_s)
@@ -135,10 +135,22 @@ class Router:
                 self._record_failure(endpoint)
                 raise
             endpoint.outlier.record_success()
-            reason: Reason = decision.reason if attempt == 1 else "retry"
+            reason: Reason = chosen_reason if attempt == 1 else "retry"
             return result, Placement(pool.name, pool.device, pool.location, reason, attempt, endpoint.url)
         assert failure is not None
         raise failure
+
+    def _decide(self, model: str, tried: set[Endpoint]) -> tuple[Pool, Endpoint, Reason] | None:
+        """The policy's pool and its endpoint for this attempt, and why (routing_policy.choose)."""
+        if self._static_order is not None:
+            return _first_servable(self._static_order, model, tried)
+        decision = choose(self._policy, [p.view(model, tried) for p in self.pools], self._objective_ms)
+        if decision is None:
+            return None
+        pool = self._by_name[decision.pool]
+        endpoint = pool.pick(model, tried)
+        assert endpoint is not None  # choose() only returns pools with a servable endpoint
+        return pool, endpoint, decision.reason
 
     def _record_failure(self, endpoint: Endpoint) -> None:
         if endpoint.outlier.record_failure(may_eject=self._may_eject()):
@@ -187,6 +199,22 @@ class Router:
 
     async def close(self) -> None:
         await asyncio.gather(*(e.close() for pool in self.pools for e in pool.endpoints))
+
+
+def _first_servable(ordered: list[Pool], model: str, tried: set[Endpoint]) -> tuple[Pool, Endpoint, Reason] | None:
+    """routing_policy.choose over pools already in the policy's order."""
+    for position, pool in enumerate(ordered):
+        if pool.in_flight >= pool.max_in_flight:
+            continue
+        endpoint = pool.pick(model, tried)
+        if endpoint is None:
+            continue
+        if position == 0:
+            return pool, endpoint, "primary"
+        preferred = ordered[:position]
+        saturated_only = all(p.in_flight >= p.max_in_flight and p.pick(model, tried) is not None for p in preferred)
+        return pool, endpoint, "overflow" if saturated_only else "fallback"
+    return None
 
 
 class RoutedModel:

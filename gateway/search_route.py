@@ -42,12 +42,13 @@ class SearchRoute:
         excluded = set(query.exclude_item_ids)
         tensors = [(QUERY, bytes_tensor((query.text.encode(),))), (K, int32_tensor(query.k + len(excluded)))]
         outputs, placement = await self.model.infer(tensors, timeout_s, metadata)
-        answer = search_answer(outputs, {item.encode() for item in excluded}, query.k, self.model.state.version)
+        version = outputs.model_version or self.model.state.version
+        answer = search_answer(outputs, {item.encode() for item in excluded}, query.k, version)
         self.model.record_compute(placement, answer.compute_ns)
         return answer, placement
 
 
-def search_answer(outputs: InferOutputs, excluded: set[bytes], k: int, known_version: str) -> ModelAnswer:
+def search_answer(outputs: InferOutputs, excluded: set[bytes], k: int, model_version: str) -> ModelAnswer:
     """The first ``k`` products that are not excluded; BackendFailed when the outputs break the contract."""
     try:
         ids = read_bytes_tensor(outputs["ITEM_IDS"])
@@ -63,7 +64,7 @@ def search_answer(outputs: InferOutputs, excluded: set[bytes], k: int, known_ver
             items_wire=items,
             item_count=len(kept),
             compute_ns=sum(outputs.int64(name) for name in COMPUTE_OUTPUTS),
-            model_version=outputs.model_version or known_version,
+            model_version=model_version,
         )
     except (KeyError, ValueError) as error:
         raise BackendFailed(f"the search ensemble's answer breaks its contract: {error!r}") from None

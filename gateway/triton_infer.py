@@ -59,7 +59,7 @@ class InferOutputs:
 
     def __init__(self, response: service_pb2.ModelInferResponse) -> None:
         self.model_version = response.model_version
-        self._raw = dict(zip((output.name for output in response.outputs), response.raw_output_contents))
+        self._raw = dict(zip([output.name for output in response.outputs], response.raw_output_contents))
 
     def __getitem__(self, name: str) -> bytes:
         """KeyError for an output the response lacks (a model that broke its contract)."""

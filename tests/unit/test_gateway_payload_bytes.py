@@ -5,7 +5,7 @@ import pytest
 
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.api import common_pb2, recommendation_pb2, search_pb2
-from gateway.protobuf_wire import bytes_tensor, encode_items, float32, read_bytes_tensor
+from gateway.protobuf_wire import bytes_tensor, encode_items, float32, items_from_tensors, read_bytes_tensor
 
 CASES = [
     (),
@@ -43,3 +43,30 @@ def test_a_truncated_bytes_tensor_is_refused():
         read_bytes_tensor(raw[:-1])
     with pytest.raises(ValueError):
         read_bytes_tensor(raw[:2])
+
+
+@pytest.mark.parametrize("ranked", CASES)
+def test_items_read_from_tritons_raw_tensors_in_one_pass(ranked):
+    ids = bytes_tensor(i.item_id.encode() for i in ranked)
+    titles = bytes_tensor(i.title.encode() for i in ranked)
+    scores = b"".join(float32(i.score) for i in ranked)
+    assert items_from_tensors(ids, titles, scores) == (ModelAnswer.of(ranked, 0, "1").items_wire, len(ranked))
+
+
+@pytest.mark.parametrize(
+    ("ids", "titles"),
+    [
+        ([b"ok", b"\xff"], [b"a", b"b"]),  # an id that is not UTF-8
+        ([b"ok", b"x" * 200], [b"a", b"\xc3"]),  # a truncated character beside a long element
+    ],
+)
+def test_texts_that_are_not_utf8_are_refused(ids, titles):
+    with pytest.raises(ValueError):
+        items_from_tensors(bytes_tensor(ids), bytes_tensor(titles), float32(1.0) * len(ids))
+
+
+def test_tensors_of_different_lengths_are_refused():
+    with pytest.raises(ValueError):
+        items_from_tensors(bytes_tensor([b"a", b"b"]), bytes_tensor([b"t"]), float32(1.0) * 2)
+    with pytest.raises(ValueError):
+        items_from_tensors(bytes_tensor([b"a"]), bytes_tensor([b"t"]), float32(1.0) * 2)
