@@ -30,11 +30,10 @@ from benchmarks.results_table import DIFF, RATIO, Section
 from benchmarks.runner import values
 from benchmarks.sections import Context
 from benchmarks.stack import CACHED, PLAIN
-from benchmarks.workloads import distinct_recommend_calls, known_users, recommend_mix
+from benchmarks.workloads import recommend_mix, tagged_calls
 
 DIRECT, GATEWAY, HITS = "direct Triton", "gateway", "gateway, cache hits"
 HOT_CALLS = 64
-HOT_OFFSET = 300_000  # (user, k) positions of this section's hot keys
 OPEN_LOOP_MAX_IN_FLIGHT = 256
 
 
@@ -47,7 +46,7 @@ def run(ctx: Context) -> Section:
     gateway_cpus, other_cpus = split_cores(cpus)
     top = max(ctx.profile.concurrencies)
     calls = recommend_mix(ctx.local_settings, 4000, ctx.seed)
-    hot = distinct_recommend_calls(known_users(ctx.local_settings), HOT_CALLS, offset=HOT_OFFSET)
+    hot = tagged_calls(calls, HOT_CALLS, f"bench-dedicated-hot-{ctx.seed}")
     channels = ctx.stack.workers
     direct = {"target": "triton.recommender", "address": ctx.stack.triton.grpc_url,
               "model": ctx.settings.recommender_model, "calls": calls, "cpus": other_cpus}  # fmt: skip

@@ -7,6 +7,9 @@ the calls sent), for each kind of call at the same concurrency, interleaved with
 
 - miss: cache on, every call a new key (lookup, Triton, store: the full miss path);
 - hit: cache on, every call a hit;
+
+(misses and hits are the floor's calls, same users, k and carts, each made a key of its own by
+one unknown excluded item id that the model ignores);
 - cache off (`plain`): the gateway section's configuration;
 - reject: an invalid request (k = 0), refused with INVALID_ARGUMENT after authentication,
   priced and recorded.
@@ -22,27 +25,24 @@ from benchmarks.results_table import RATIO, Section
 from benchmarks.runner import cpu_us_per_request
 from benchmarks.sections import Context
 from benchmarks.stack import CACHED, PLAIN
-from benchmarks.workloads import distinct_recommend_calls, known_users, recommend_mix
+from benchmarks.workloads import recommend_mix, tagged_calls
 
 FLOOR, MISS, HIT, PLAIN_KIND, REJECT = "floor proxy", "miss", "hit", "cache off", "reject"
 HOT_CALLS = 64
 MISS_CALLS_PER_RUN = 20_000
-MISS_OFFSET = 400_000  # (user, k) positions of this section: disjoint from the cache section's
 
 
 def run(ctx: Context) -> Section:
     section = Section("overhead", "0. The gateway's own tax — CPU per request vs the floor proxy (Recommend)")
     concurrency = max(ctx.profile.concurrencies)
-    users = known_users(ctx.local_settings)
     mix = recommend_mix(ctx.local_settings, 4000, ctx.seed)
-    hot = distinct_recommend_calls(users, HOT_CALLS, offset=MISS_OFFSET - HOT_CALLS)
+    hot = tagged_calls(mix, HOT_CALLS, f"bench-hot-{ctx.seed}")
     cached, plain = ctx.stack.gateway_address(CACHED.name), ctx.stack.gateway_address(PLAIN.name)
     channels = ctx.stack.workers
     ctx.runner.run(
         label="warm hot keys", target="gateway.recommend", address=cached, calls=hot, concurrency=4,
         max_requests=HOT_CALLS, cycle=False, warmup_requests=0, channels=channels,
     )  # fmt: skip
-    offset = MISS_OFFSET
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in (FLOOR, MISS, HIT, PLAIN_KIND, REJECT)}
     for repetition in range(ctx.profile.repetitions):
         kinds = list(results) if repetition % 2 == 0 else list(reversed(results))
@@ -57,8 +57,7 @@ def run(ctx: Context) -> Section:
                 spec = {"target": "gateway.recommend", "address": cached if kind in (MISS, HIT) else plain,
                         "channels": channels}  # fmt: skip
                 if kind == MISS:
-                    spec |= {"calls": distinct_recommend_calls(users, MISS_CALLS_PER_RUN, offset), "cycle": False}
-                    offset += MISS_CALLS_PER_RUN
+                    spec |= {"calls": tagged_calls(mix, MISS_CALLS_PER_RUN, f"bench-miss-{repetition}"), "cycle": False}
                 elif kind == HIT:
                     spec["calls"] = hot
                 elif kind == REJECT:
