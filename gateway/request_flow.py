@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from opentelemetry.trace import Status, StatusCode
-
 from gateway import telemetry_attributes as attr
 from gateway.answers import ModelAnswer
 from gateway.admission import Admission
@@ -173,7 +171,7 @@ class RequestFlow:
             )
         except BaseException as error:
             if span is not None:
-                span.set_status(Status(StatusCode.ERROR, getattr(error, "status", type(error).__name__)))
+                span.set_error(getattr(error, "status", type(error).__name__))
                 span.end()
             raise
         tally.compute_ns, tally.model_version = answer.compute_ns, answer.model_version

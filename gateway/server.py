@@ -62,12 +62,9 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._tracer_provider = setup_tracing(settings) if settings.tracing_enabled else None
+        self._tracing = setup_tracing(settings) if settings.tracing_enabled else None
         tracer = (
-            CallTracer(
-                self._tracer_provider.get_tracer("tollgate.gateway") if self._tracer_provider else None,
-                settings.trace_sample_ratio,
-            )
+            CallTracer(self._tracing.recorder if self._tracing else None, settings.trace_sample_ratio)
             if settings.tracing_enabled
             else None
         )
@@ -172,8 +169,8 @@ class Gateway:
         pools = ", ".join(f"{pool.name} {pool.endpoints}" for pool in self.settings.effective_pools())
         tls = "mutual TLS" if self.settings.tls_client_ca_file else "TLS" if self.settings.tls_cert_file else "plaintext"
         log.info(
-            "gateway listening on %s:%d (%s; pools: %s; routing: %s; price book %s; tenants: %s)",
-            self.settings.host, self.port, tls, pools, self.settings.routing_policy, self._book_version,
+            "gateway listening on %s:%d (worker %d; %s; pools: %s; routing: %s; price book %s; tenants: %s)",
+            self.settings.host, self.port, self.settings.worker_index, tls, pools, self.settings.routing_policy, self._book_version,
             ", ".join(tenant.id for tenant in self.settings.tenants),
         )
 
@@ -211,8 +208,8 @@ class Gateway:
         if self._cache is not None:
             await self._cache.close()
         await self._router.close()
-        if self._tracer_provider is not None:
-            self._tracer_provider.shutdown()
+        if self._tracing is not None:
+            self._tracing.shutdown()
         log.info("gateway stopped; ledger flushed")
 
 

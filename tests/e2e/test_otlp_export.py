@@ -41,7 +41,9 @@ def otlp_receiver():
     server.stop(grace=None)
 
 
-def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(otlp_receiver, gateway_factory, buyers):
+def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(
+    otlp_receiver, gateway_factory, buyers, triton_server
+):
     receiver, endpoint = otlp_receiver
     gateway = gateway_factory(trace_exporter="auto", otlp_endpoint=endpoint)
     trace_id = secrets.token_hex(16)
@@ -61,3 +63,10 @@ def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(otlp_r
     assert attributes[attr.COST_TOTAL].double_value == pytest.approx(response.info.cost.total)
     assert attributes[attr.REQUEST_ID].string_value == response.info.request_id
     assert {"cache.lookup", "triton.infer"} <= {span.name for span in mine}
+    infer = next(span for span in mine if span.name == "triton.infer")
+    infer_attributes = {a.key: a.value for a in infer.attributes}
+    host, port = triton_server.grpc_url.rsplit(":", 1)
+    assert infer_attributes["server.address"].string_value == host
+    assert infer_attributes["server.port"].int_value == int(port)
+    assert infer_attributes[attr.POOL].string_value == "cpu-local"
+    assert infer.parent_span_id == rpc_span.span_id

@@ -315,3 +315,54 @@ async def test_an_answer_ready_after_the_callers_deadline_is_recorded_as_deadlin
     assert {r.request_id: r.status for r in ledger.records()} == {
         late.value.info.request_id: "DEADLINE_EXCEEDED", on_time.info.request_id: "OK"
     }
+
+
+async def test_cost_is_recorded_exactly_whatever_the_sampling_and_sampled_spans_carry_it(ledger, book):
+    """Every call is priced, recorded and counted; only the recorded ones get spans, whose cost
+    attributes are the recorded cost; the model call carries the traceparent of its span."""
+    import random
+
+    from costing.metrics import CostMetrics
+    from gateway import telemetry_attributes as attr
+    from gateway.call_tracing import CallTracer
+
+    class Spans:
+        ended = []
+
+        def record(self, span):
+            self.ended.append(span)
+
+    exporter = Spans()
+    metrics = CostMetrics()
+    writer = LedgerWriter(ledger, flush_interval_s=60, observers=(metrics.observe,))
+    flow = RequestFlow(cache=None, settlement=Settlement(book, writer), default_deadline_s=1.5)
+    route = ScriptedRoute()
+    tracer = CallTracer(exporter, 0.0, random.Random(1))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    answers = []
+    for sampled in [False] * 10 + [True] * 5:
+        header = f"00-{trace_id}-00f067aa0ba902b7-01" if sampled else None
+        call_trace = tracer.begin("/svc/Recommend", "svc", "Recommend", header, None)
+        caller = Caller("acme", None, TENANTS.label("acme", "home_feed"))
+        answers.append(await flow.run(route, caller, lambda: validate_recommend("17850", 3, "home_feed", [], LIMITS), call_trace))
+    await writer.close()
+
+    records = {r.request_id: r for r in ledger.records()}
+    assert records.keys() == {done.info.request_id for done in answers}, "no call is left unrecorded"
+    for done in answers:
+        assert records[done.info.request_id].cost_total == done.info.cost.total
+    assert metrics.total(metrics.cost) == pytest.approx(sum(r.cost_total for r in records.values()))
+    spans = exporter.ended
+    servers = [s for s in spans if s.name == "/svc/Recommend"]
+    infers = [s for s in spans if s.name == "triton.infer"]
+    assert len(servers) == 5 and len(infers) == 5, "only the 5 sampled calls are recorded"
+    for span in servers:
+        request_id = span.attributes[attr.REQUEST_ID]
+        assert span.attributes[attr.COST_TOTAL] == records[request_id].cost_total
+        assert span.attributes[attr.COMPUTE_NS] == COMPUTE_NS
+    for span in infers:
+        assert span.attributes["server.address"] == "127.0.0.1" and span.attributes["server.port"] == 8001
+        assert span.attributes[attr.POOL] == "cpu-local"
+    sent = [dict(metadata or ())["traceparent"] for metadata in route.metadata]
+    assert all(header.endswith("-00") for header in sent[:10]), "unsampled: passed on as not sampled"
+    assert {header.split("-")[2] for header in sent[10:]} == {f"{s.span_id:016x}" for s in infers}
