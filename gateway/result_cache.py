@@ -9,7 +9,8 @@
   not a plausible answer from a known pool, is a miss (counted), never an error or a label. A
   hit answers with the stored bytes as they are.
 - **Batches**: the lookups (and the stores) of one event-loop iteration go to Redis as one MGET
-  (one pipeline), which under load costs about what a single GET does.
+  (one pipelined write of SETs) over gateway/redis_pipe.py's single connection, which under
+  load costs about what a single GET does.
 - **Failures**: a cache that misbehaves never fails a request. Every Redis error or time-out is
   counted and treated as a miss (get) or skipped (put); after consecutive failures a circuit
   breaker skips the cache for a cool-down, then probes it again.
@@ -25,8 +26,8 @@ import logging
 import struct
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
@@ -35,6 +36,7 @@ from gateway.answers import ModelAnswer
 from gateway.api import search_pb2
 from gateway.circuit_breaker import CircuitBreaker
 from gateway.health_metrics import HealthMetrics
+from gateway.redis_pipe import RedisPipe
 from gateway.tick_batcher import TickBatcher
 
 log = logging.getLogger(__name__)
@@ -140,12 +142,22 @@ def _check_items(wire: bytes, count: int) -> None:
             raise ValueError("item text")
 
 
+class CacheClient(Protocol):
+    """What the cache needs of Redis (gateway/redis_pipe.py)."""
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set_many(self, entries: Sequence[tuple[str, bytes]], ttl_s: int) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class ResultCache:
     """Get/put of sealed answers with a TTL, bounded by a per-operation time budget and a breaker."""
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: CacheClient,
         ttl_s: int,
         timeout_s: float,
         secret: CacheSecret,
@@ -174,10 +186,7 @@ class ResultCache:
         breaker: CircuitBreaker,
         metrics: HealthMetrics | None = None,
     ) -> ResultCache:
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
-        return cls(client, ttl_s, timeout_s, secret, known_pools, breaker, metrics)
+        return cls(RedisPipe(url, timeout_s), ttl_s, timeout_s, secret, known_pools, breaker, metrics)
 
     async def get(self, key: str) -> CachedAnswer | None:
         if not self._breaker.allow():
@@ -219,21 +228,12 @@ class ResultCache:
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         """One GET, or one MGET for the lookups of the same loop iteration, within the budget."""
         async with asyncio.timeout(self._timeout_s):
-            if len(keys) == 1:
-                return [await self._client.get(keys[0])]
-            return list(await self._client.mget(keys))
+            return await self._client.mget(keys)
 
     async def _set_many(self, entries: list[tuple[str, bytes]]) -> list[None]:
-        """One SET, or one pipeline of SETs for the stores of the same loop iteration."""
+        """The SETs of the same loop iteration, pipelined in one write, within the budget."""
         async with asyncio.timeout(self._timeout_s):
-            if len(entries) == 1:
-                key, value = entries[0]
-                await self._client.set(key, value, ex=self._ttl_s)
-            else:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for key, value in entries:
-                        pipe.set(key, value, ex=self._ttl_s)
-                    await pipe.execute()
+            await self._client.set_many(entries, self._ttl_s)
         return [None] * len(entries)
 
     async def close(self) -> None:

@@ -91,40 +91,13 @@ class DictClient:
         self.data = {}
         self.round_trips = 0
 
-    async def get(self, key):
-        self.round_trips += 1
-        return self.data.get(key)
-
     async def mget(self, keys):
         self.round_trips += 1
         return [self.data.get(key) for key in keys]
 
-    async def set(self, key, value, ex=None):
+    async def set_many(self, entries, ttl_s):
         self.round_trips += 1
-        self.data[key] = value
-
-    def pipeline(self, transaction=True):
-        return DictPipeline(self)
-
-
-class DictPipeline:
-    def __init__(self, client):
-        self.client = client
-        self.commands = []
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return None
-
-    def set(self, key, value, ex=None):
-        self.commands.append((key, value))
-
-    async def execute(self):
-        self.client.round_trips += 1
-        self.client.data.update(self.commands)
-        return [True] * len(self.commands)
+        self.data.update(entries)
 
 
 def _cache(client, timeout_s=0.2, breaker=None):
@@ -143,7 +116,7 @@ async def test_lookups_and_stores_of_one_loop_iteration_share_one_round_trip():
     cache = _cache(client)
     answers = [CachedAnswer(ModelAnswer.of((RankedItem(str(i), "T", 1.0),), i + 1, "1"), "cpu-local") for i in range(5)]
     assert all(await asyncio.gather(*(cache.put(f"k{i}", a) for i, a in enumerate(answers))))
-    assert client.round_trips == 1, "one pipeline for the five stores"
+    assert client.round_trips == 1, "one pipelined write for the five stores"
     found = await asyncio.gather(*(cache.get(f"k{i}") for i in range(6)))
     assert found == [*answers, None]
     assert client.round_trips == 2, "one MGET for the six lookups"
@@ -208,11 +181,11 @@ async def test_the_breaker_skips_a_failing_cache_then_probes_it():
     class FailingClient:
         healthy = False
 
-        async def get(self, key):
-            calls.append(key)
+        async def mget(self, keys):
+            calls.append(keys)
             if not self.healthy:
                 raise ConnectionError("down")
-            return None
+            return [None] * len(keys)
 
     client = FailingClient()
     cache = _cache(client, breaker=CircuitBreaker(3, 5.0, clock=lambda: now[0]))
@@ -240,7 +213,7 @@ async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
 
 async def test_a_slow_cache_operation_is_cut_at_its_budget():
     class SlowClient:
-        async def get(self, key):
+        async def mget(self, keys):
             await asyncio.sleep(5)
 
     cache = _cache(SlowClient(), timeout_s=0.05)
