@@ -180,7 +180,7 @@ class RequestFlow:
             span.set_attributes(_infer_attributes(answer, placement))
             span.end()
         if self._cache is not None:
-            await self._cache_store(key, CachedAnswer(answer, placement.pool), tally, call_trace)
+            self._cache_store(key, CachedAnswer(answer, placement.pool), tally, call_trace)
         return answer
 
     async def _cache_lookup(self, key: str, tally: UsageTally, call_trace: CallTrace) -> CachedAnswer | None:
@@ -193,10 +193,11 @@ class RequestFlow:
             span.end()
         return cached
 
-    async def _cache_store(self, key: str, entry: CachedAnswer, tally: UsageTally, call_trace: CallTrace) -> None:
+    def _cache_store(self, key: str, entry: CachedAnswer, tally: UsageTally, call_trace: CallTrace) -> None:
+        """Hands the answer to the cache's writer: the call does not wait for Redis."""
         assert self._cache is not None
         span = call_trace.child("cache.store")
-        await self._cache.put(key, entry)
+        self._cache.put_later(key, entry)
         tally.cache_ops += 1
         if span is not None:
             span.end()

@@ -173,7 +173,7 @@ class ResultCache:
         self._known_pools = frozenset(known_pools)
         self._breaker = breaker
         self._lookups: TickBatcher[str, bytes | None] = TickBatcher(self._get_many)
-        self._stores: TickBatcher[tuple[str, bytes], None] = TickBatcher(self._set_many)
+        self._stores: TickBatcher[tuple[str, bytes], None] = TickBatcher(self._set_many, self._stored_later)
 
     @classmethod
     def from_url(
@@ -224,6 +224,29 @@ class ResultCache:
             return False
         self._report_success()
         return True
+
+    def put_later(self, key: str, answer: CachedAnswer) -> bool:
+        """Stores without making the call wait for Redis: the SET goes out with the others of
+        this loop iteration, before the answer reaches its caller; a failure is counted (and
+        trips the breaker) like any other. False when the entry is not even sent."""
+        if not self._breaker.allow():
+            return False
+        try:
+            entry = self._secret.seal(key, answer.to_bytes())
+        except struct.error:
+            log.warning("answer not cached: it does not fit the cache entry layout")
+            return False
+        self._stores.submit_nowait((key, entry))
+        return True
+
+    def _stored_later(self, error: Exception | None, count: int) -> None:
+        if error is None:
+            self._report_success()
+        elif isinstance(error, (RedisError, OSError, TimeoutError)):
+            for _ in range(count):
+                self._report_failure("put", error)
+        else:
+            log.error("cache store failed unexpectedly: %r", error)
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         """One GET, or one MGET for the lookups of the same loop iteration, within the budget."""

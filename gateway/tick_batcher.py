@@ -21,20 +21,33 @@ class TickBatcher(Generic[T, R]):
     an exception of ``run`` is raised to every caller of that batch. ``run`` runs in a task of
     its own, so a caller that is cancelled never cancels the others' batch."""
 
-    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[T]], Awaitable[Sequence[R]]],
+        on_unawaited: Callable[[Exception | None, int], object] | None = None,
+    ) -> None:
+        """``on_unawaited(error, n)``: told how each batch with ``n`` items of
+        :meth:`submit_nowait` ended (``error`` None: it succeeded)."""
         self._run = run
+        self._on_unawaited = on_unawaited
         self._items: list[T] = []
-        self._futures: list[asyncio.Future[R]] = []
+        self._futures: list[asyncio.Future[R] | None] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._add(item, future)
+        return await future
+
+    def submit_nowait(self, item: T) -> None:
+        """Adds ``item`` to the current batch without waiting for its result."""
+        self._add(item, None)
+
+    def _add(self, item: T, future: asyncio.Future[R] | None) -> None:
         if not self._items:
-            loop.call_soon(self._dispatch)
+            asyncio.get_running_loop().call_soon(self._dispatch)
         self._items.append(item)
         self._futures.append(future)
-        return await future
 
     def _dispatch(self) -> None:
         items, futures = self._items, self._futures
@@ -43,18 +56,24 @@ class TickBatcher(Generic[T, R]):
         self._tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
+    async def _send(self, items: list[T], futures: list[asyncio.Future[R] | None]) -> None:
+        unawaited = futures.count(None)
         try:
             results = await self._run(items)
         except Exception as error:  # noqa: BLE001 - handed to every caller of the batch
             for future in futures:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(error)
+            if unawaited and self._on_unawaited is not None:
+                self._on_unawaited(error, unawaited)
             return
         except BaseException:  # cancelled (the loop is closing): so are its callers
             for future in futures:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
             raise
         for future, result in zip(futures, results, strict=True):
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_result(result)
+        if unawaited and self._on_unawaited is not None:
+            self._on_unawaited(None, unawaited)

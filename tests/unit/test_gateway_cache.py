@@ -111,6 +111,25 @@ async def test_a_sealed_entry_is_read_back():
     assert await cache.get("k") == ANSWER
 
 
+async def test_a_store_later_is_written_with_its_iteration_and_counted_when_it_fails():
+    client = DictClient()
+    cache = _cache(client)
+    assert cache.put_later("k", ANSWER)
+    await asyncio.sleep(0.01)
+    assert await cache.get("k") == ANSWER
+
+    class Down(DictClient):
+        async def set_many(self, entries, ttl_s):
+            raise ConnectionError("down")
+
+    breaker = CircuitBreaker(3, 5.0)
+    failing = _cache(Down(), breaker=breaker)
+    for _ in range(3):
+        failing.put_later("k", ANSWER)
+    await asyncio.sleep(0.01)
+    assert not breaker.allow(), "three failed stores open the breaker, as awaited ones would"
+
+
 async def test_lookups_and_stores_of_one_loop_iteration_share_one_round_trip():
     client = DictClient()
     cache = _cache(client)

@@ -35,6 +35,10 @@ class MemoryCache:
         self.entries[key] = answer
         return True
 
+    def put_later(self, key, answer):
+        self.entries[key] = answer
+        return True
+
 
 class ScriptedModel:
     name = "recommender"
