@@ -57,12 +57,15 @@ def run(ctx: Context) -> Section:
     with _pinned(ctx, gateway_cpus, other_cpus):
         ctx.runner.run(label="warm hot keys", **{**hits, "max_requests": HOT_CALLS, "cycle": False,
                                                   "warmup_requests": 0, "concurrency": 4})  # fmt: skip
-        closed = ctx.runner.side_by_side({DIRECT: {**direct, "concurrency": top}, GATEWAY: {**gateway, "concurrency": top}})
+        repetitions = ctx.profile.goal_repetitions
+        closed = ctx.runner.side_by_side(
+            {DIRECT: {**direct, "concurrency": top}, GATEWAY: {**gateway, "concurrency": top}}, repetitions
+        )
         capacity = statistics.median(values(closed[GATEWAY], "throughput_rps"))
         rate = max(1.0, round(capacity / 2))
         open_loop = {"rate": rate, "concurrency": OPEN_LOOP_MAX_IN_FLIGHT, "max_seconds": ctx.profile.latency_seconds}
         half = ctx.runner.side_by_side(
-            {DIRECT: {**direct, **open_loop}, GATEWAY: {**gateway, **open_loop}, HITS: {**hits, **open_loop}}
+            {DIRECT: {**direct, **open_loop}, GATEWAY: {**gateway, **open_loop}, HITS: {**hits, **open_loop}}, repetitions
         )
     section.add_row(
         f"throughput, C={top}, cache off",

@@ -44,7 +44,7 @@ def run(ctx: Context) -> Section:
         max_requests=HOT_CALLS, cycle=False, warmup_requests=0, channels=channels,
     )  # fmt: skip
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in (FLOOR, MISS, HIT, PLAIN_KIND, REJECT)}
-    for repetition in range(ctx.profile.repetitions):
+    for repetition in range(ctx.profile.goal_repetitions):
         kinds = list(results) if repetition % 2 == 0 else list(reversed(results))
         for kind in kinds:
             spec: dict[str, Any]

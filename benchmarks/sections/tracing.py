@@ -37,7 +37,7 @@ def run(ctx: Context) -> Section:
         }
         for variant in (UNTRACED, TRACED_DEFAULT, TRACED_ALL)
     }
-    results = ctx.runner.side_by_side(variants)
+    results = ctx.runner.side_by_side(variants, ctx.profile.goal_repetitions)
     off = (UNTRACED.name, values(results[UNTRACED.name], "throughput_rps"))
     section.add_row(
         f"throughput, C={top}: default tracing (head-sampled, OTLP) vs tracing off",
