@@ -24,6 +24,7 @@ MAX_WARMUP_REQUESTS = 20_000
 MAX_WARMUP_SECONDS = 30.0
 MAX_CONCURRENCY = 512
 MAX_RATE_RPS = 50_000.0
+MAX_CHANNELS = 64
 
 TARGETS = (
     "gateway.recommend",  # tollgate.v1.RecommendationService/Recommend
@@ -58,6 +59,8 @@ class LoadSpec:
     api_keys: dict[str, str] = field(default_factory=dict)  # tenant -> API key token (gateway targets)
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    channels: int = 1  # gateway targets: connections to open (a gateway with N workers needs >= N)
+    cpus: list[int] | None = None  # pin the load generator to these cores (None: anywhere)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -96,6 +99,7 @@ def validate(spec: LoadSpec) -> None:
     _within("warmup_requests", spec.warmup_requests, 0, MAX_WARMUP_REQUESTS)
     _within("warmup_seconds", spec.warmup_seconds, 0.0, MAX_WARMUP_SECONDS)
     _within("deadline_s", spec.deadline_s, 0.001, MAX_SECONDS_CAP)
+    _within("channels", spec.channels, 1, MAX_CHANNELS)
     if spec.rate is not None:
         _within("rate", spec.rate, 0.1, MAX_RATE_RPS)
     if spec.target.startswith("triton.") and not spec.model:

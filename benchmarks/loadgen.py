@@ -138,6 +138,7 @@ def start_load(spec: LoadSpec) -> RunningLoad:
     """Starts the child on ``spec`` and returns at once."""
     with tempfile.NamedTemporaryFile("w", prefix="tollgate-load-", suffix=".json", delete=False) as handle:
         json.dump(spec.to_dict(), handle)
+    cpus = spec.cpus
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.loadgen", handle.name],
         stdin=subprocess.DEVNULL,
@@ -145,6 +146,8 @@ def start_load(spec: LoadSpec) -> RunningLoad:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Pinned before it starts, so every thread it makes inherits the cores.
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
     return RunningLoad(process, Path(handle.name), _watchdog_s(spec) + CHILD_GRACE_S)
 

@@ -28,6 +28,7 @@ class Profile:
     scaling_sizes: tuple[int, ...]  # catalogue sizes of the scaling section
     scaling_repeats: int  # timed calls per kernel and batch size in the scaling section
     max_requests: int = 100_000  # count bound of every run (time is the binding bound here)
+    goal_repetitions: int = 3  # of the comparisons the gateway's goals read (more: a noisy shared box)
 
 
 FULL = Profile(
@@ -41,6 +42,7 @@ FULL = Profile(
     mix_requests=1500,
     scaling_sizes=(3659, 40_000, 400_000),
     scaling_repeats=40,
+    goal_repetitions=5,
 )
 QUICK = Profile(
     name="quick",
@@ -53,6 +55,7 @@ QUICK = Profile(
     mix_requests=500,
     scaling_sizes=(3659, 40_000),
     scaling_repeats=12,
+    goal_repetitions=2,
 )
 PROFILES = {profile.name: profile for profile in (FULL, QUICK)}
 

@@ -21,7 +21,8 @@ from benchmarks.goals import evaluate_all
 from benchmarks.machine import load_now, machine_facts
 from benchmarks.results_table import Section
 from benchmarks.runner import Profile, Runner
-from benchmarks.sections import Context, cache, gateway_overhead, quantization, scaling, tracing
+from benchmarks.pinning import available_cpus, split_cores
+from benchmarks.sections import Context, cache, dedicated, gateway_overhead, overhead, quantization, scaling, tracing
 from benchmarks.stack import bench_stack, search_models
 from costing.price_book import load_price_book
 from deploy.local.settings import LocalStackSettings
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 SECTIONS: dict[str, Callable[[Context], Section]] = {
+    "overhead": overhead.run,
     "gateway": gateway_overhead.run,
+    "dedicated": dedicated.run,
     "cache": cache.run,
     "tracing": tracing.run,
     "quantization": quantization.run,
@@ -60,7 +63,10 @@ def run_suite(
     runner = Runner(profile)
     search = search_models(local_settings)
     done: list[Section] = []
-    with bench_stack(settings, local_settings, run_dir, models=(settings.recommender_model, *search)) as stack:
+    # One gateway worker per core the gateway gets in the dedicated section (1 on a 2-core machine).
+    workers = max(1, len(split_cores(available_cpus())[0]))
+    models = (settings.recommender_model, *search)
+    with bench_stack(settings, local_settings, run_dir, models=models, workers=workers) as stack:
         runner.api_keys = stack.api_keys()
         context = Context(
             settings=settings,

@@ -85,21 +85,27 @@ class _Target:
 
 
 class _GatewayTarget(_Target):
-    """Common part of the Tollgate RPCs: one aio channel, the tenant's API key, cost extras."""
+    """Common part of the Tollgate RPCs: ``spec.channels`` aio channels (each its own
+    connection, so that a gateway's SO_REUSEPORT workers all get calls), used in turn; the
+    tenant's API key; cost extras."""
 
     def __init__(self, spec: LoadSpec) -> None:
         super().__init__(spec)
-        self._channel: grpc.aio.Channel | None = None
-        self._method: Callable[..., Any] | None = None
+        self._channels: list[grpc.aio.Channel] = []
+        self._methods: list[Callable[..., Any]] = []
 
     async def __aenter__(self) -> _GatewayTarget:
-        self._channel = grpc.aio.insecure_channel(self.spec.address)
-        self._method = self._bind(self._channel)
+        for index in range(self.spec.channels):
+            # A channel argument of its own per channel: gRPC then shares no connection between them.
+            options = [("grpc.use_local_subchannel_pool", 1), ("tollgate.bench.channel", index)]
+            channel = grpc.aio.insecure_channel(self.spec.address, options=options)
+            self._channels.append(channel)
+            self._methods.append(self._bind(channel))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
     def _bind(self, channel: grpc.aio.Channel) -> Callable[..., Any]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -111,9 +117,9 @@ class _GatewayTarget(_Target):
         call = self.call_for(index)
         token = self.spec.api_keys.get(call.get("tenant", self.spec.tenant))
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        assert self._method is not None
+        method = self._methods[index % len(self._methods)]
         try:
-            response = await self._method(self._request(call), timeout=self.spec.deadline_s, metadata=metadata)
+            response = await method(self._request(call), timeout=self.spec.deadline_s, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             return Outcome(status=error.code().name)
         info = response.info

@@ -60,6 +60,16 @@ def distinct_recommend_calls(
     ]
 
 
+def tagged_calls(calls: list[dict[str, Any]], n: int, tag: str) -> list[dict[str, Any]]:
+    """``n`` calls that cycle through ``calls`` (same users, k and carts) but each with its own
+    cache key: one unknown item id (``<tag>-<i>``, which the model ignores) added to the
+    excluded items. Misses (or hot keys) shaped like the traffic they are compared with."""
+    return [
+        {**call, "exclude_item_ids": [*call.get("exclude_item_ids", ()), f"{tag}-{i}"]}
+        for i, call in ((i, calls[i % len(calls)]) for i in range(n))
+    ]
+
+
 def search_mix(model_repository: Path, n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` search calls cycling over the judged queries in a seeded order."""
     queries = [entry["query"] for entry in json.loads((model_repository / JUDGED_QUERIES).read_text())]

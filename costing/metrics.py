@@ -73,6 +73,8 @@ class CostMetrics:
         self.ledger_journal_records = Gauge(
             "tollgate_ledger_journal_records", "Cost records in the journal, waiting for the database.", registry=self.registry
         )
+        self._children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._requests_children: dict[tuple[str, ...], Any] = {}
         self.ledger_dropped = Counter(
             "tollgate_ledger_dropped_records",
             "Cost records dropped because neither the ledger nor its journal took them (fail-open only).",
@@ -84,15 +86,26 @@ class CostMetrics:
         self.ledger_journal_records.set(journal_records)
 
     def observe(self, record: CostRecord) -> None:
-        """Count one cost record (call exactly once per record)."""
+        """Count one cost record (call exactly once per record). The labelled children are
+        looked up once per label set (``labels()`` costs more than the increments)."""
         labels = (record.feature, record.tenant, record.model, record.pool, record.rpc)
-        self.cost.labels(*labels).inc(record.cost_total)
-        self.compute_seconds.labels(*labels).inc(record.compute_ns / NS_PER_SECOND)
-        self.requests.labels(*labels, record.status, "hit" if record.cache_hit else "miss", record.route_reason).inc()
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = tuple(
+                counter.labels(*labels) for counter in (self.cost, self.compute_seconds, self.avoided, self.egress_bytes)
+            )
+        cost, compute_seconds, avoided, egress_bytes = children
+        cost.inc(record.cost_total)
+        compute_seconds.inc(record.compute_ns / NS_PER_SECOND)
+        request_labels = (*labels, record.status, "hit" if record.cache_hit else "miss", record.route_reason)
+        requests = self._requests_children.get(request_labels)
+        if requests is None:
+            requests = self._requests_children[request_labels] = self.requests.labels(*request_labels)
+        requests.inc()
         if record.cost_avoided:
-            self.avoided.labels(*labels).inc(record.cost_avoided)
+            avoided.inc(record.cost_avoided)
         if record.response_bytes:
-            self.egress_bytes.labels(*labels).inc(record.response_bytes)
+            egress_bytes.inc(record.response_bytes)
 
     def observe_budget(self, scope: str, name: str, used_ratio: float) -> None:
         self.budget_used.labels(scope, name).set(used_ratio)

@@ -33,6 +33,8 @@ TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 STORE_VERSION = 1
 # The tenant of a key whose rights span every tenant (global finance).
 ALL_TENANTS = "*"
+# Verified tokens remembered between file changes (one per active key in practice).
+MAX_VERIFIED_TOKENS = 10_000
 
 
 class Role(str, Enum):
@@ -175,6 +177,10 @@ class KeyStore:
         self._reload_s = reload_s
         self._tenants = tenants
         self._by_id: dict[str, StoredKey] = {}
+        # Tokens already verified against the current file -> their principal, for keys without
+        # an expiry (a caller repeats its token on every call; the SHA-256 and the parsing are
+        # then done once). Emptied whenever the file changes, so revocation applies as before.
+        self._verified: dict[str, Principal] = {}
         self._signature: tuple[int, int] | None = None
         self._checked_at = float("-inf")
         self.reload()
@@ -191,6 +197,7 @@ class KeyStore:
             return
         keys = self._file.read()
         self._by_id = {k.key_id: k for k in keys if self._tenants is None or k.tenant in self._tenants or k.tenant == ALL_TENANTS}
+        self._verified = {}
         self._signature = signature
 
     def authenticate(self, token: str) -> Principal | None:
@@ -198,6 +205,9 @@ class KeyStore:
         if time.monotonic() - self._checked_at >= self._reload_s:
             with contextlib.suppress(KeyStoreError):
                 self.reload()
+        verified = self._verified.get(token)
+        if verified is not None:
+            return verified
         match = TOKEN.fullmatch(token)
         if match is None:
             return None
@@ -206,7 +216,12 @@ class KeyStore:
             return None
         if not stored.active_at(_now()):
             return None
-        return Principal(stored.tenant, Role(stored.role), stored.key_id)
+        principal = Principal(stored.tenant, Role(stored.role), stored.key_id)
+        if stored.expires_at is None:
+            if len(self._verified) >= MAX_VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = principal
+        return principal
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -8,7 +8,7 @@ values, so the rules are tested without a server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from gateway.api_keys import TENANT_ID, KeyStore, Principal, Role
 from gateway.errors import PermissionDenied, Unauthenticated
@@ -32,10 +32,18 @@ class Authenticator:
         self, metadata: Iterable[tuple[str, str | bytes]], auth_context: Mapping[str, Sequence[bytes]] | None = None
     ) -> Principal:
         token = next((value for name, value in metadata if name == AUTHORIZATION_KEY), None)
+        return self.authenticate_token(token, lambda: auth_context)
+
+    def authenticate_token(
+        self, token: str | bytes | None, auth_context: Callable[[], Mapping[str, Sequence[bytes]] | None]
+    ) -> Principal:
+        """The caller of a call whose ``authorization`` header is ``token`` (None: absent);
+        ``auth_context()`` (the TLS properties) is read only when there is no token."""
         if token is not None:
             return self._from_token(token if isinstance(token, str) else token.decode("latin-1"))
-        if self._cert_tenants and auth_context:
-            names = auth_context.get(CERT_COMMON_NAME) or ()
+        context = auth_context() if self._cert_tenants else None
+        if context:
+            names = context.get(CERT_COMMON_NAME) or ()
             if names:
                 tenant = names[0].decode("utf-8", "replace")
                 if tenant in self._cert_tenants:

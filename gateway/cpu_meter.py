@@ -15,6 +15,8 @@ from types import TracebackType
 class CpuMeter:
     """Accumulates thread CPU nanoseconds over the sections run inside ``with meter:``."""
 
+    __slots__ = ("ns", "_started")
+
     def __init__(self) -> None:
         self.ns = 0
         self._started = 0

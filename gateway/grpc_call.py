@@ -7,16 +7,16 @@ The cost goes back in the response's ``info`` and as trailing metadata — on fa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-from gateway.answers import ModelAnswer, RankedItem
-from gateway.api import common_pb2
 from gateway.api_keys import Principal, Role
-from gateway.authentication import Authenticator, require
+from gateway.authentication import AUTHORIZATION_KEY, Authenticator, require
+from gateway.call_tracing import NO_TRACE, TRACEPARENT, TRACESTATE, CallTracer
 from gateway.errors import RequestError
 from gateway.lenient_decoding import UndecodableRequest, lenient_deserializer
 from gateway.request_flow import Answered, Caller, RequestFlow, Route
@@ -29,8 +29,8 @@ CURRENCY_METADATA_KEY = "x-tollgate-currency"
 COMPUTE_NS_METADATA_KEY = "x-tollgate-compute-ns"
 REQUEST_ID_METADATA_KEY = "x-tollgate-request-id"
 CACHE_METADATA_KEY = "x-tollgate-cache"
-# A float field on the wire: a tag byte and 4 bytes.
-FLOAT_FIELD_BYTES = 5
+# The call's W3C trace id (32 hex digits), sampled or not: what to look the trace up by.
+TRACE_ID_METADATA_KEY = "x-tollgate-trace-id"
 
 
 class CallerReader:
@@ -55,14 +55,17 @@ class CallerReader:
             raise
         return principal
 
-    def read(self, context: grpc.aio.ServicerContext, feature: str) -> Caller:
-        """A caller allowed to call the models, with the bounded label of its feature."""
-        principal = self.principal(context, Role.CALLER)
-        return Caller(
-            tenant=principal.tenant,
-            time_remaining_s=context.time_remaining(),
-            feature_label=self.tenants.label(principal.tenant, feature),
-        )
+    def read_token(self, token: str | bytes | None, context: grpc.aio.ServicerContext, feature: str) -> Caller:
+        """A caller allowed to call the models, from its ``authorization`` header (already
+        read from the metadata) or its client certificate, with the bounded label of its feature."""
+        try:
+            principal = self._authenticator.authenticate_token(token, context.auth_context)
+            require(principal, Role.CALLER)
+        except RequestError as error:
+            if self._on_refused is not None:
+                self._on_refused(error.status.lower())
+            raise
+        return Caller(principal.tenant, context.time_remaining(), self.tenants.label(principal.tenant, feature))
 
 
 async def abort(context: grpc.aio.ServicerContext, error: RequestError) -> NoReturn:
@@ -73,82 +76,47 @@ async def abort(context: grpc.aio.ServicerContext, error: RequestError) -> NoRet
 
 def register(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
     """Adds a unary servicer with :func:`lenient_deserializer` for every method's request, so a
-    request with a malformed field reaches the servicer as an UndecodableRequest."""
+    request with a malformed field reaches the servicer as an UndecodableRequest. A servicer
+    may answer with a message or with its serialised bytes (gateway/response_wire.py)."""
     handlers = {}
     for method in service.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
-        response_class = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name),
             request_deserializer=lenient_deserializer(request_class),
-            response_serializer=response_class.SerializeToString,
+            response_serializer=_serialized,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
-def response_info(info: AnswerInfo) -> common_pb2.ResponseInfo:
-    cost = info.cost
-    return common_pb2.ResponseInfo(
-        request_id=info.request_id,
-        model=common_pb2.ModelRef(name=info.model_name, version=info.model_version, build_id=info.build_id),
-        placement=common_pb2.Placement(
-            pool=info.pool,
-            device=info.device,
-            location=info.location,
-            reason=info.route_reason,
-            attempts=info.attempts,
-        ),
-        cache_hit=info.cache_hit,
-        cost=common_pb2.Cost(
-            currency=cost.currency,
-            total=cost.total,
-            compute=cost.compute,
-            gateway=cost.gateway,
-            cache=cost.cache,
-            egress=cost.egress,
-            avoided=cost.avoided,
-            compute_ns=cost.compute_ns,
-            price_book_version=cost.price_book_version,
-        ),
-    )
-
-
-def items(answer_items: tuple[RankedItem, ...]) -> list[common_pb2.Item]:
-    return [common_pb2.Item(item_id=i.item_id, title=i.title, score=i.score) for i in answer_items]
-
-
-def payload_bytes(answer: ModelAnswer) -> int:
-    """Bytes of the answer's items on the wire (the priced egress), as protobuf encodes the
-    repeated ``Item`` field, computed without building the messages. The response envelope
-    (ResponseInfo, about 150 bytes, which holds the cost itself) is not counted."""
-    return sum(_length_delimited_bytes(_item_bytes(item)) for item in answer.items)
-
-
-def _item_bytes(item: RankedItem) -> int:
-    """Item{item_id = 1, title = 2, score = 3 (float)}; proto3 leaves out empty and zero fields."""
-    size = sum(_length_delimited_bytes(len(text.encode())) for text in (item.item_id, item.title) if text)
-    return size + (FLOAT_FIELD_BYTES if item.score != 0.0 else 0)
-
-
-def _length_delimited_bytes(size: int) -> int:
-    """A length-delimited field (field number < 16) on the wire: tag byte, length varint, body."""
-    return 1 + max(1, (size.bit_length() + 6) // 7) + size
-
-
-def cost_metadata(info: AnswerInfo) -> tuple[tuple[str, str], ...]:
-    return (
+def cost_metadata(info: AnswerInfo, trace_id: str = "") -> tuple[tuple[str, str], ...]:
+    """The cost trailers, and the W3C trace id of the call when it has one."""
+    trailers = (
         (COST_METADATA_KEY, repr(info.cost.total)),
         (CURRENCY_METADATA_KEY, info.cost.currency),
         (COMPUTE_NS_METADATA_KEY, str(info.cost.compute_ns)),
         (REQUEST_ID_METADATA_KEY, info.request_id),
         (CACHE_METADATA_KEY, "hit" if info.cache_hit else "miss"),
     )
+    return (*trailers, (TRACE_ID_METADATA_KEY, trace_id)) if trace_id else trailers
 
 
-async def abort_with_cost(context: grpc.aio.ServicerContext, error: SettledRequestError) -> NoReturn:
-    context.set_trailing_metadata(cost_metadata(error.info))
+async def abort_with_cost(context: grpc.aio.ServicerContext, error: SettledRequestError, trace_id: str = "") -> NoReturn:
+    context.set_trailing_metadata(cost_metadata(error.info, trace_id))
     await context.abort(grpc.StatusCode[error.status], error.message)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
+
+
+@dataclass(frozen=True)
+class Method:
+    """The RPC a servicer serves, as its trace names it."""
+
+    service: str  # e.g. tollgate.v1.RecommendationService
+    name: str  # e.g. Recommend
+
+    @property
+    def span_name(self) -> str:
+        return f"/{self.service}/{self.name}"
 
 
 async def run_call(
@@ -158,14 +126,25 @@ async def run_call(
     context: grpc.aio.ServicerContext,
     callers: CallerReader,
     validator: Callable[[Any], Callable[[], Any]],
+    tracer: CallTracer | None = None,
+    method: Method | None = None,
 ) -> Answered:
     """Runs a request through the flow; a failure aborts the call with its status and cost.
 
     ``validator(request)`` returns the validation to run inside the flow (so its CPU time is
-    metered and its failure settled like any other)."""
+    metered and its failure settled like any other). ``tracer`` opens the call's trace from
+    its metadata (None: tracing off)."""
+    token = traceparent = tracestate = None
+    for key, value in context.invocation_metadata() or ():
+        if key == AUTHORIZATION_KEY:
+            token = value
+        elif key == TRACEPARENT:
+            traceparent = value
+        elif key == TRACESTATE:
+            tracestate = value
     feature = "" if isinstance(request, UndecodableRequest) else request.feature
     try:
-        caller = callers.read(context, feature)
+        caller = callers.read_token(token, context, feature)
     except RequestError as error:
         await abort(context, error)
     refusal = flow.refusal()
@@ -175,12 +154,19 @@ async def run_call(
         validate = request.reject
     else:
         validate = _declared(validator(request), callers.tenants, caller.tenant)
+    call_trace = NO_TRACE
+    if tracer is not None and method is not None:
+        call_trace = tracer.begin(method.span_name, method.service, method.name, traceparent, tracestate)
     try:
-        done = await flow.run(route, caller, validate)
+        done = await flow.run(route, caller, validate, call_trace)
     except SettledRequestError as error:
-        await abort_with_cost(context, error)
-    context.set_trailing_metadata(cost_metadata(done.info))
+        await abort_with_cost(context, error, call_trace.trace_id)
+    context.set_trailing_metadata(cost_metadata(done.info, call_trace.trace_id))
     return done
+
+
+def _serialized(response: bytes | Any) -> bytes:
+    return response if type(response) is bytes else response.SerializeToString()
 
 
 def _declared(validate: Callable[[], Any], tenants: TenantRegistry, tenant: str) -> Callable[[], Any]:

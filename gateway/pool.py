@@ -11,6 +11,7 @@ import tritonclient.grpc.aio as triton_aio
 
 from gateway.outlier_detection import OutlierDetector
 from gateway.routing_policy import PoolView
+from gateway.triton_infer import InferStub
 from gateway.triton_model import ModelState, TritonModel
 
 # Weight of the newest observation in the pools' moving averages of latency and compute.
@@ -31,8 +32,10 @@ class Endpoint:
     ) -> None:
         self.url = url
         self.pool_name = pool
-        self.client = triton_aio.InferenceServerClient(url=url, channel_args=_channel_args(max_reconnect_backoff_s))
-        self.models = {name: TritonModel(self.client, url, name, pool, device) for name in model_names}
+        channel_args = _channel_args(max_reconnect_backoff_s)
+        self.client = triton_aio.InferenceServerClient(url=url, channel_args=channel_args)
+        self.stub = InferStub(url, channel_args)
+        self.models = {name: TritonModel(self.client, self.stub, url, name, pool, device) for name in model_names}
         self.outlier = outlier
         self.in_flight = 0
 
@@ -49,6 +52,7 @@ class Endpoint:
 
     async def close(self) -> None:
         await self.client.close()
+        await self.stub.close()
 
 
 @dataclass
@@ -71,6 +75,9 @@ class Pool:
 
     def pick(self, model: str, tried: set[Endpoint]) -> Endpoint | None:
         """The least loaded endpoint that can serve ``model`` and was not tried for this call."""
+        if len(self.endpoints) == 1:
+            endpoint = self.endpoints[0]
+            return endpoint if endpoint not in tried and endpoint.can_serve(model) else None
         candidates = [e for e in self.endpoints if e not in tried and e.can_serve(model)]
         return min(candidates, key=lambda e: e.in_flight, default=None)
 

@@ -6,10 +6,16 @@ The model contract is the one ``pipeline`` exports into ``model_repo/recommender
 from __future__ import annotations
 
 from gateway.answers import ModelAnswer
+from gateway.errors import BackendFailed
+from gateway.protobuf_wire import bytes_tensor, int32_tensor, items_from_tensors
 from gateway.result_cache import CacheKeys
-from gateway.router import Placement, RoutedModel
-from gateway.triton_model import ModelState, bytes_input, first_int64, int32_input, ranked_items
+from gateway.router import Metadata, Placement, RoutedModel
+from gateway.triton_infer import InferOutputs, Tensor, tensor_header
+from gateway.triton_model import ModelState
 from gateway.validation import RecommendQuery
+
+USER_ID = tensor_header("USER_ID", "BYTES", (1, 1))
+K = tensor_header("K", "INT32", (1, 1))
 
 
 class RecommendRoute:
@@ -26,16 +32,30 @@ class RecommendRoute:
             [query.user_id, query.k, query.exclude_item_ids],
         )
 
-    async def answer(self, query: RecommendQuery, timeout_s: float) -> tuple[ModelAnswer, Placement]:
-        inputs = [bytes_input("USER_ID", [query.user_id]), int32_input("K", query.k)]
-        if query.exclude_item_ids:
-            inputs.append(bytes_input("EXCLUDE_ITEM_IDS", list(query.exclude_item_ids)))
-        result, placement = await self.model.infer(inputs, timeout_s)
-        answer = ModelAnswer(
-            items=ranked_items(result),
-            compute_ns=first_int64(result, "COMPUTE_NS"),
-            model_version=result.get_response().model_version or self.model.state.version,
-            personalized=bool(result.as_numpy("PERSONALIZED")[0][0]),
-        )
+    async def answer(
+        self, query: RecommendQuery, timeout_s: float, metadata: Metadata = None
+    ) -> tuple[ModelAnswer, Placement]:
+        tensors: list[Tensor] = [(USER_ID, bytes_tensor((query.user_id.encode(),))), (K, int32_tensor(query.k))]
+        excluded = query.exclude_item_ids
+        if excluded:
+            header = tensor_header("EXCLUDE_ITEM_IDS", "BYTES", (1, len(excluded)))
+            tensors.append((header, bytes_tensor(item.encode() for item in excluded)))
+        outputs, placement = await self.model.infer(tensors, timeout_s, metadata)
+        answer = recommendation(outputs, outputs.model_version or self.model.state.version)
         self.model.record_compute(placement, answer.compute_ns)
         return answer, placement
+
+
+def recommendation(outputs: InferOutputs, model_version: str) -> ModelAnswer:
+    """The answer in the recommender's outputs; BackendFailed when they break its contract."""
+    try:
+        items, count = items_from_tensors(outputs["ITEM_IDS"], outputs["ITEM_TITLES"], outputs["SCORES"])
+        return ModelAnswer(
+            items_wire=items,
+            item_count=count,
+            compute_ns=outputs.int64("COMPUTE_NS"),
+            model_version=model_version,
+            personalized=outputs.flag("PERSONALIZED"),
+        )
+    except (KeyError, ValueError) as error:
+        raise BackendFailed(f"the recommender's answer breaks its contract: {error!r}") from None

@@ -10,21 +10,20 @@ servicers translate in and out.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from opentelemetry import trace
-
 from gateway import telemetry_attributes as attr
 from gateway.answers import ModelAnswer
 from gateway.admission import Admission
+from gateway.call_tracing import NO_TRACE, TRACEPARENT, CallTrace
 from gateway.errors import BackendUnavailable, BudgetExhausted, DeadlineExceeded, LedgerUnavailable, RequestError
 from gateway.result_cache import CachedAnswer, ResultCache
 from gateway.settlement import AnswerInfo, SettledRequestError, Settlement, UsageTally
-from gateway.router import Placement, RoutedModel
+from gateway.router import Metadata, Placement, RoutedModel
 from gateway.triton_model import ModelState
 
 Query = TypeVar("Query")
@@ -38,7 +37,9 @@ class BudgetDecision(Protocol):
 # (feature, tenant) -> whether a spent budget sheds the call (costing.accounting.should_shed).
 BudgetCheck = Callable[[str, str], BudgetDecision]
 
-tracer = trace.get_tracer(__name__)
+# OpenTelemetry's semantic-convention names of the peer a span called.
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
 
 
 class Route(Protocol[Query]):
@@ -49,10 +50,11 @@ class Route(Protocol[Query]):
 
     def cache_key(self, query: Query, state: ModelState) -> str: ...
 
-    async def answer(self, query: Query, timeout_s: float) -> tuple[ModelAnswer, Placement]: ...
+    async def answer(self, query: Query, timeout_s: float, metadata: Metadata = None) -> tuple[ModelAnswer, Placement]:
+        """``metadata``: sent with the model call (the ``traceparent`` of its span)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     """An authenticated caller: its canonical tenant, its deadline, and the bounded label its
     feature is recorded under (gateway/tenants.py)."""
@@ -62,7 +64,7 @@ class Caller:
     feature_label: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Answered:
     answer: ModelAnswer
     info: AnswerInfo
@@ -75,21 +77,20 @@ class RequestFlow:
         cache: ResultCache | None,
         settlement: Settlement,
         default_deadline_s: float,
-        payload_bytes: Callable[[ModelAnswer], int],
         budget_check: BudgetCheck | None = None,
         admission: Admission | None = None,
         accepting: Callable[[], bool] | None = None,
         deadline_margin_s: float = 0.0,
     ) -> None:
-        """``payload_bytes``: the size of an answer as sent to the caller (priced as egress).
-        ``accepting``: False while calls must be refused before they start (the cost ledger can
-        record nothing: fail closed). ``deadline_margin_s``: the model call ends this long before
-        the caller's deadline (at most half the time left), so the gateway, not the caller's
-        deadline, ends a call the model is too slow for, and the caller gets its cost trailers."""
+        """``accepting``: False while calls must be refused before they start (the cost ledger
+        can record nothing: fail closed). ``deadline_margin_s``: the model call ends this long
+        before the caller's deadline (at most half the time left), so the gateway, not the
+        caller's deadline, ends a call the model is too slow for, and the caller gets its cost
+        trailers. The priced egress of an answer is its items' bytes on the wire
+        (``ModelAnswer.items_wire``)."""
         self._cache = cache
         self._settlement = settlement
         self._default_deadline_s = default_deadline_s
-        self._payload_bytes = payload_bytes
         self._budget_check = budget_check
         self._admission = admission or Admission(None, {})
         self._accepting = accepting
@@ -103,11 +104,13 @@ class RequestFlow:
             )
         return None
 
-    async def run(self, route: Route[Query], caller: Caller, validate: Callable[[], Query]) -> Answered:
+    async def run(
+        self, route: Route[Query], caller: Caller, validate: Callable[[], Query], call_trace: CallTrace = NO_TRACE
+    ) -> Answered:
         """Runs one call; raises SettledRequestError (with the call's cost) when it fails."""
-        request_id = uuid.uuid4().hex
-        tally = UsageTally(rpc=route.rpc, feature=caller.feature_label, model_name=route.model.name)
-        started = time.monotonic()
+        request_id = os.urandom(16).hex()
+        tally = UsageTally(route.rpc, caller.feature_label, route.model.name)
+        settle = self._settlement.settle
         admitted = False
         try:
             with tally.meter:
@@ -115,31 +118,35 @@ class RequestFlow:
                 admitted = True
                 query = validate()
                 self._admit(tally.feature, caller.tenant)
-            answer = await self._answer(route, query, caller, tally, started)
-            with tally.meter:
-                tally.response_bytes = self._payload_bytes(answer)
+                state = route.model.state
+                if not state.build_id:
+                    raise BackendUnavailable(f"{route.rpc} unavailable: {state.reason}")
+                tally.model_version, tally.build_id = state.version, state.build_id
+                key = route.cache_key(query, state) if self._cache is not None else ""
+            answer = await self._answer(route, query, key, caller, tally, call_trace)
+            tally.response_bytes = len(answer.items_wire)
         except RequestError as error:
-            info = self._settlement.settle(request_id, caller.tenant, tally, error.status)
+            info = settle(request_id, caller.tenant, tally, error.status, call_trace)
             await self._settlement.commit()
             raise SettledRequestError(error, info) from None
         except asyncio.CancelledError:
             # The caller went away (gRPC cancels the handler), or its deadline ran out.
-            self._settlement.settle(request_id, caller.tenant, tally, _cancelled_status(caller, started))
+            settle(request_id, caller.tenant, tally, _cancelled_status(caller, tally.started_s), call_trace)
             raise
         except BaseException:
             # A bug: still account for what was spent, then let it propagate.
-            self._settlement.settle(request_id, caller.tenant, tally, "INTERNAL")
+            settle(request_id, caller.tenant, tally, "INTERNAL", call_trace)
             raise
         finally:
             if admitted:
                 self._admission.leave()
-        if _deadline_passed(caller, started):
+        if _deadline_passed(caller, tally.started_s):
             # Answered too late: the caller gets DEADLINE_EXCEEDED from gRPC, and so does the ledger.
             error = DeadlineExceeded("the answer was ready after the caller's deadline")
-            info = self._settlement.settle(request_id, caller.tenant, tally, error.status)
+            info = settle(request_id, caller.tenant, tally, error.status, call_trace)
             await self._settlement.commit()
             raise SettledRequestError(error, info)
-        info = self._settlement.settle(request_id, caller.tenant, tally, "OK")
+        info = settle(request_id, caller.tenant, tally, "OK", call_trace)
         await self._settlement.commit()
         return Answered(answer, info)
 
@@ -151,63 +158,80 @@ class RequestFlow:
             raise BudgetExhausted(decision.message)
 
     async def _answer(
-        self, route: Route[Query], query: Query, caller: Caller, tally: UsageTally, started: float
+        self, route: Route[Query], query: Query, key: str, caller: Caller, tally: UsageTally, call_trace: CallTrace
     ) -> ModelAnswer:
-        state = route.model.state
-        if not state.build_id:
-            raise BackendUnavailable(f"{route.rpc} unavailable: {state.reason}")
-        tally.model_version, tally.build_id = state.version, state.build_id
-        with tally.meter:
-            key = route.cache_key(query, state)
-        cached = await self._cache_lookup(key, tally)
+        cached = await self._cache_lookup(key, tally, call_trace) if self._cache is not None else None
         if cached is not None:
             tally.cache_hit = True
             tally.pool, tally.model_version = cached.pool, cached.answer.model_version
             tally.avoided_compute_ns, tally.avoided_pool = cached.answer.compute_ns, cached.pool
             return cached.answer
 
-        timeout_s = self._model_timeout_s(caller, started)
-        with tracer.start_as_current_span("triton.infer", attributes={attr.MODEL_NAME: route.model.name}) as span:
-            answer, placement = await route.answer(query, timeout_s)
-            tally.compute_ns, tally.model_version = answer.compute_ns, answer.model_version
-            tally.pool, tally.route_reason, tally.attempts = placement.pool, placement.reason, placement.attempts
-            span.set_attributes(
-                {
-                    attr.COMPUTE_NS: answer.compute_ns,
-                    attr.POOL: placement.pool,
-                    attr.ROUTE_REASON: placement.reason,
-                    attr.ROUTE_ATTEMPTS: placement.attempts,
-                }
+        timeout_s = self._model_timeout_s(caller, tally.started_s)
+        span = call_trace.child("triton.infer", {attr.MODEL_NAME: route.model.name})
+        traceparent = call_trace.traceparent(span)
+        try:
+            answer, placement = await route.answer(
+                query, timeout_s, ((TRACEPARENT, traceparent),) if traceparent else None
             )
-        await self._cache_store(key, CachedAnswer(answer, placement.pool), tally)
+        except BaseException as error:
+            if span is not None:
+                span.set_error(getattr(error, "status", type(error).__name__))
+                span.end()
+            raise
+        tally.compute_ns, tally.model_version = answer.compute_ns, answer.model_version
+        tally.pool, tally.route_reason, tally.attempts = placement.pool, placement.reason, placement.attempts
+        if span is not None:
+            span.set_attributes(_infer_attributes(answer, placement))
+            span.end()
+        if self._cache is not None:
+            self._cache_store(key, CachedAnswer(answer, placement.pool), tally, call_trace)
         return answer
 
     def _model_timeout_s(self, caller: Caller, started: float) -> float:
         """What is left of the caller's deadline, less the margin; the default without one."""
         if caller.time_remaining_s is None:
             return self._default_deadline_s
-        left_s = caller.time_remaining_s - (time.monotonic() - started)
+        left_s = caller.time_remaining_s - (time.perf_counter() - started)
         return left_s - min(self._deadline_margin_s, max(left_s, 0.0) / 2)
 
-    async def _cache_lookup(self, key: str, tally: UsageTally) -> CachedAnswer | None:
-        if self._cache is None:
-            return None
-        with tracer.start_as_current_span("cache.lookup") as span:
-            cached = await self._cache.get(key)
-            tally.cache_ops += 1
+    async def _cache_lookup(self, key: str, tally: UsageTally, call_trace: CallTrace) -> CachedAnswer | None:
+        assert self._cache is not None
+        span = call_trace.child("cache.lookup")
+        cached = await self._cache.get(key)
+        tally.cache_ops += 1
+        if span is not None:
             span.set_attribute(attr.CACHE_HIT, cached is not None)
+            span.end()
         return cached
 
-    async def _cache_store(self, key: str, entry: CachedAnswer, tally: UsageTally) -> None:
-        if self._cache is None:
-            return
-        with tracer.start_as_current_span("cache.store"):
-            await self._cache.put(key, entry)
-            tally.cache_ops += 1
+    def _cache_store(self, key: str, entry: CachedAnswer, tally: UsageTally, call_trace: CallTrace) -> None:
+        """Hands the answer to the cache's writer: the call does not wait for Redis."""
+        assert self._cache is not None
+        span = call_trace.child("cache.store")
+        self._cache.put_later(key, entry)
+        tally.cache_ops += 1
+        if span is not None:
+            span.end()
+
+
+def _infer_attributes(answer: ModelAnswer, placement: Placement) -> dict[str, str | int]:
+    """The triton.infer span: what ran where (the endpoint that answered, its pool) and its compute."""
+    host, _, port = placement.endpoint.rpartition(":")
+    attributes: dict[str, str | int] = {
+        attr.COMPUTE_NS: answer.compute_ns,
+        attr.POOL: placement.pool,
+        attr.ROUTE_REASON: placement.reason,
+        attr.ROUTE_ATTEMPTS: placement.attempts,
+        SERVER_ADDRESS: host.strip("[]") or placement.endpoint,
+    }
+    if port.isdigit():
+        attributes[SERVER_PORT] = int(port)
+    return attributes
 
 
 def _deadline_passed(caller: Caller, started: float) -> bool:
-    return caller.time_remaining_s is not None and time.monotonic() - started >= caller.time_remaining_s
+    return caller.time_remaining_s is not None and time.perf_counter() - started >= caller.time_remaining_s
 
 
 def _cancelled_status(caller: Caller, started: float) -> str:

@@ -22,5 +22,10 @@ class RequestMetrics:
             registry=registry,
         )
 
+        self._by_rpc: dict[str, Histogram] = {}
+
     def observe_duration(self, rpc: str, seconds: float) -> None:
-        self.duration.labels(rpc).observe(seconds)
+        child = self._by_rpc.get(rpc)
+        if child is None:
+            child = self._by_rpc[rpc] = self.duration.labels(rpc)
+        child.observe(seconds)

@@ -3,9 +3,14 @@
 - **Keys** hash every input that changes the answer with HMAC-SHA256 under the gateway's cache
   secret, so nothing stored in Redis lets someone recover a shopper id (short numbers, easily
   enumerated under a plain hash) without the secret.
-- **Entries** are sealed with an HMAC under a second key derived from the same secret and
-  schema-checked when read: an entry written by anyone else, or one that does not parse into a
-  plausible answer from a known pool, is a miss (counted), never an error or a label.
+- **Entries** are the answer's wire bytes behind a small header, sealed with an HMAC under a
+  second key derived from the same secret and schema-checked when read (the header's bounds,
+  and the items parsed by protobuf's C code): an entry written by anyone else, or one that is
+  not a plausible answer from a known pool, is a miss (counted), never an error or a label. A
+  hit answers with the stored bytes as they are.
+- **Batches**: the lookups (and the stores) of one event-loop iteration go to Redis as one MGET
+  (one pipelined write of SETs) over gateway/redis_pipe.py's single connection, which under
+  load costs about what a single GET does.
 - **Failures**: a cache that misbehaves never fails a request. Every Redis error or time-out is
   counted and treated as a miss (get) or skipped (put); after consecutive failures a circuit
   breaker skips the cache for a cool-down, then probes it again.
@@ -18,26 +23,33 @@ import hashlib
 import hmac
 import json
 import logging
+import struct
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Protocol
 
-import redis.asyncio as aioredis
+from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
-from gateway.answers import ModelAnswer, RankedItem
+from gateway.answers import ModelAnswer
+from gateway.api import search_pb2
 from gateway.circuit_breaker import CircuitBreaker
 from gateway.health_metrics import HealthMetrics
+from gateway.redis_pipe import RedisPipe
+from gateway.tick_batcher import TickBatcher
 
 log = logging.getLogger(__name__)
 
 # Bumped whenever CachedAnswer's layout or the key/seal scheme changes, so old entries are never misread.
-CACHE_SCHEMA = "v3"
+CACHE_SCHEMA = "v4"
 MAC_BYTES = 32
 # Plausibility bounds of a cached answer (a sealed entry is ours, but a bug must not become a label).
 MAX_CACHED_ITEMS = 10_000
 MAX_TEXT_CHARS = 1_024
 MAX_COMPUTE_NS = 3_600 * 10**9
+# A message whose field 1 is ``repeated Item`` (and nothing else set): parses the cached items.
+_ITEMS = search_pb2.SearchResponse
 
 
 class CacheSecret:
@@ -51,7 +63,7 @@ class CacheSecret:
 
     def digest(self, inputs: Sequence[object]) -> str:
         body = json.dumps(list(inputs), separators=(",", ":")).encode()
-        return hmac.new(self._key_mac, body, hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._key_mac, body, "sha256").hex()[:32]
 
     def seal(self, key: str, payload: bytes) -> bytes:
         """MAC over the key too, so a valid entry cannot be copied under another key."""
@@ -62,7 +74,7 @@ class CacheSecret:
         return payload if hmac.compare_digest(mac, self._mac(key, payload)) else None
 
     def _mac(self, key: str, payload: bytes) -> bytes:
-        return hmac.new(self._seal_mac, key.encode() + b"\0" + payload, hashlib.sha256).digest()
+        return hmac.digest(self._seal_mac, key.encode() + b"\0" + payload, "sha256")
 
 
 class CacheKeys:
@@ -77,44 +89,67 @@ class CacheKeys:
         return f"{self._prefix}{rpc.lower()}:{CACHE_SCHEMA}:{model}:{version}:{build_id}:{self._secret.digest(inputs)}"
 
 
+_HEADER = struct.Struct("<QIH?H")  # compute_ns, item_count, len(version), personalized, len(pool)
+
+
 @dataclass(frozen=True)
 class CachedAnswer:
-    """A model answer as cached, with where it ran and the compute it cost (to price what a hit avoids)."""
+    """A model answer as cached, with where it ran and the compute it cost (to price what a hit avoids).
+
+    Stored as bytes: a fixed header, the model version and pool, then the items exactly as they
+    go on the wire, so a hit is answered with the stored bytes, never rebuilt item by item."""
 
     answer: ModelAnswer
     pool: str
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+    def to_bytes(self) -> bytes:
+        answer = self.answer
+        version, pool = answer.model_version.encode(), self.pool.encode()
+        header = _HEADER.pack(answer.compute_ns, answer.item_count, len(version), answer.personalized, len(pool))
+        return header + version + pool + answer.items_wire
 
     @classmethod
-    def from_json(cls, raw: bytes, known_pools: Collection[str]) -> CachedAnswer:
+    def from_bytes(cls, raw: bytes, known_pools: Collection[str]) -> CachedAnswer:
         """Parses and checks an entry; ValueError for anything that is not a plausible answer."""
-        data = json.loads(raw)
-        pool, answer = data["pool"], data["answer"]
+        try:
+            compute_ns, count, version_len, personalized, pool_len = _HEADER.unpack_from(raw)
+        except struct.error:
+            raise ValueError("header") from None
+        start = _HEADER.size + version_len + pool_len
+        version = raw[_HEADER.size : _HEADER.size + version_len].decode()
+        pool = raw[_HEADER.size + version_len : start].decode()
         if pool not in known_pools:
             raise ValueError("unknown pool")
-        items = answer["items"]
-        if not isinstance(items, list) or len(items) > MAX_CACHED_ITEMS:
-            raise ValueError("items")
-        ranked = tuple(_item(item) for item in items)
-        compute_ns, version, personalized = answer["compute_ns"], answer["model_version"], answer["personalized"]
-        if type(compute_ns) is not int or not 0 <= compute_ns <= MAX_COMPUTE_NS:
+        if not 0 <= compute_ns <= MAX_COMPUTE_NS:
             raise ValueError("compute_ns")
-        if not _text(version) or type(personalized) is not bool:
-            raise ValueError("model_version or personalized")
-        return cls(ModelAnswer(ranked, compute_ns, version, personalized), pool)
+        if count > MAX_CACHED_ITEMS:
+            raise ValueError("items")
+        items = raw[start:]
+        _check_items(items, count)
+        return cls(ModelAnswer(items, count, compute_ns, version, personalized), pool)
 
 
-def _text(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_TEXT_CHARS
+def _check_items(wire: bytes, count: int) -> None:
+    """The items must parse as ``count`` Items, nothing else, with texts of plausible length."""
+    try:
+        parsed = _ITEMS.FromString(wire)
+    except DecodeError:
+        raise ValueError("items do not parse") from None
+    if len(parsed.items) != count or parsed.HasField("info") or parsed.ByteSize() != len(wire):
+        raise ValueError("items")
+    for item in parsed.items:
+        if len(item.item_id) > MAX_TEXT_CHARS or len(item.title) > MAX_TEXT_CHARS:
+            raise ValueError("item text")
 
 
-def _item(item: dict[str, object]) -> RankedItem:
-    item_id, title, score = item["item_id"], item["title"], item["score"]
-    if not (_text(item_id) and _text(title) and type(score) in (int, float)):
-        raise ValueError("item")
-    return RankedItem(item_id, title, float(score))  # type: ignore[arg-type]
+class CacheClient(Protocol):
+    """What the cache needs of Redis (gateway/redis_pipe.py)."""
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set_many(self, entries: Sequence[tuple[str, bytes]], ttl_s: int) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class ResultCache:
@@ -122,7 +157,7 @@ class ResultCache:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: CacheClient,
         ttl_s: int,
         timeout_s: float,
         secret: CacheSecret,
@@ -137,6 +172,8 @@ class ResultCache:
         self._secret = secret
         self._known_pools = frozenset(known_pools)
         self._breaker = breaker
+        self._lookups: TickBatcher[str, bytes | None] = TickBatcher(self._get_many)
+        self._stores: TickBatcher[tuple[str, bytes], None] = TickBatcher(self._set_many, self._stored_later)
 
     @classmethod
     def from_url(
@@ -149,17 +186,13 @@ class ResultCache:
         breaker: CircuitBreaker,
         metrics: HealthMetrics | None = None,
     ) -> ResultCache:
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
-        return cls(client, ttl_s, timeout_s, secret, known_pools, breaker, metrics)
+        return cls(RedisPipe(url, timeout_s), ttl_s, timeout_s, secret, known_pools, breaker, metrics)
 
     async def get(self, key: str) -> CachedAnswer | None:
         if not self._breaker.allow():
             return None
         try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await self._client.get(key)
+            raw = await self._lookups.submit(key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._report_failure("get", exc)
             return None
@@ -170,8 +203,8 @@ class ResultCache:
         try:
             if payload is None:
                 raise ValueError("bad seal")
-            return CachedAnswer.from_json(payload, self._known_pools)
-        except (ValueError, TypeError, KeyError) as exc:
+            return CachedAnswer.from_bytes(payload, self._known_pools)
+        except (ValueError, TypeError) as exc:
             self._metrics.cache_rejected.inc()
             log.debug("cache entry rejected (%s); served as a miss", exc)
             return None
@@ -180,13 +213,51 @@ class ResultCache:
         if not self._breaker.allow():
             return False
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._client.set(key, self._secret.seal(key, answer.to_json()), ex=self._ttl_s)
+            entry = self._secret.seal(key, answer.to_bytes())
+        except struct.error:  # a field out of the layout's range: such an answer is not cached
+            log.warning("answer not cached: it does not fit the cache entry layout")
+            return False
+        try:
+            await self._stores.submit((key, entry))
         except (RedisError, OSError, TimeoutError) as exc:
             self._report_failure("put", exc)
             return False
         self._report_success()
         return True
+
+    def put_later(self, key: str, answer: CachedAnswer) -> bool:
+        """Stores without making the call wait for Redis: the SET goes out with the others of
+        this loop iteration, before the answer reaches its caller; a failure is counted (and
+        trips the breaker) like any other. False when the entry is not even sent."""
+        if not self._breaker.allow():
+            return False
+        try:
+            entry = self._secret.seal(key, answer.to_bytes())
+        except struct.error:
+            log.warning("answer not cached: it does not fit the cache entry layout")
+            return False
+        self._stores.submit_nowait((key, entry))
+        return True
+
+    def _stored_later(self, error: Exception | None, count: int) -> None:
+        if error is None:
+            self._report_success()
+        elif isinstance(error, (RedisError, OSError, TimeoutError)):
+            for _ in range(count):
+                self._report_failure("put", error)
+        else:
+            log.error("cache store failed unexpectedly: %r", error)
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        """One GET, or one MGET for the lookups of the same loop iteration, within the budget."""
+        async with asyncio.timeout(self._timeout_s):
+            return await self._client.mget(keys)
+
+    async def _set_many(self, entries: list[tuple[str, bytes]]) -> list[None]:
+        """The SETs of the same loop iteration, pipelined in one write, within the budget."""
+        async with asyncio.timeout(self._timeout_s):
+            await self._client.set_many(entries, self._ttl_s)
+        return [None] * len(entries)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -21,15 +21,21 @@ class RetryBudget:
         self._retries: deque[float] = deque()
 
     def record_request(self) -> None:
-        self._requests.append(self._clock())
+        now = self._clock()
+        self._requests.append(now)
+        if self._requests[0] <= now - self._window_s:  # forget what left the window (amortised O(1))
+            self._trim(self._requests, now)
 
     def try_acquire(self) -> bool:
         """Takes one retry from the budget if there is one left."""
         now = self._clock()
         for stamps in (self._requests, self._retries):
-            while stamps and stamps[0] <= now - self._window_s:
-                stamps.popleft()
+            self._trim(stamps, now)
         if len(self._retries) >= max(self._min, int(self._ratio * len(self._requests))):
             return False
         self._retries.append(now)
         return True
+
+    def _trim(self, stamps: deque[float], now: float) -> None:
+        while stamps and stamps[0] <= now - self._window_s:
+            stamps.popleft()

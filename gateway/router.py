@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import tritonclient.grpc.aio as triton_aio
@@ -27,9 +27,13 @@ import tritonclient.grpc.aio as triton_aio
 from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, PoolsSaturated
 from gateway.pool import Endpoint, Pool
 from gateway.retry_budget import RetryBudget
-from gateway.routing_policy import PolicyName, Reason, choose
+from gateway.routing_policy import PolicyName, Reason, choose, gpu_first_key
 from gateway.settlement import note_attempt
+from gateway.triton_infer import InferOutputs, Tensor
 from gateway.triton_model import ModelState
+
+# gRPC metadata sent with a model call.
+Metadata = tuple[tuple[str, str], ...] | None
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ class Placement:
     location: str
     reason: Reason
     attempts: int
+    endpoint: str = ""  # host:port of the Triton that answered
 
 
 class Router:
@@ -68,6 +73,8 @@ class Router:
         self._on_ejection = on_ejection
         self._by_name = {pool.name: pool for pool in pools}
         self._endpoints = [endpoint for pool in pools for endpoint in pool.endpoints]
+        # gpu_first orders pools by what never changes: walk that order without building views.
+        self._static_order = sorted(pools, key=gpu_first_key) if policy == "gpu_first" else None
 
     def model(self, name: str) -> RoutedModel:
         return RoutedModel(name, self)
@@ -81,10 +88,11 @@ class Router:
 
     def state(self, model: str) -> ModelState:
         """Ready when some pool can serve the model; version and build of the preferred one that can."""
+        for pool in self.pools:
+            for endpoint in pool.endpoints:
+                if endpoint.can_serve(model):
+                    return endpoint.models[model].state
         states = [(e.models[model].state, e) for pool in self.pools for e in pool.endpoints]
-        for state, endpoint in states:
-            if endpoint.can_serve(model):
-                return state
         known = next((state for state, _ in states if state.build_id), ModelState(False, ""))
         reason = f"no pool can serve {model!r}: " + "; ".join(pool.describe(model) for pool in self.pools)
         return ModelState(False, reason, known.version, known.build_id)
@@ -93,27 +101,26 @@ class Router:
         await asyncio.gather(*(e.check_readiness(timeout_s) for pool in self.pools for e in pool.endpoints))
 
     async def infer(
-        self, model: str, inputs: list[triton_aio.InferInput], timeout_s: float
-    ) -> tuple[triton_aio.InferResult, Placement]:
+        self, model: str, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None
+    ) -> tuple[InferOutputs, Placement]:
+        """``metadata`` goes with every attempt (the W3C ``traceparent`` of the caller's span)."""
         deadline = time.monotonic() + timeout_s
         self._budget.record_request()
         tried: set[Endpoint] = set()
         failure: BackendUnavailable | None = None
         for attempt in range(1, self._max_attempts + 1):
-            decision = choose(self._policy, [p.view(model, tried) for p in self.pools], self._objective_ms)
+            decision = self._decide(model, tried)
             if decision is None:
                 raise failure or self._nothing_to_call(model)
             if failure is not None and not self._budget.try_acquire():
                 raise failure
-            pool = self._by_name[decision.pool]
-            endpoint = pool.pick(model, tried)
-            assert endpoint is not None  # choose() only returns pools with a servable endpoint
+            pool, endpoint, chosen_reason = decision
             tried.add(endpoint)
             note_attempt(pool.name)  # a call that fails from here on still records its pool
             remaining_s = deadline - time.monotonic()
             limit_s = min(remaining_s, self._call_timeout_s)
             try:
-                result = await self._call(pool, endpoint, model, inputs, limit_s)
+                result = await self._call(pool, endpoint, model, tensors, limit_s, metadata)
             except BackendUnavailable as error:
                 self._record_failure(endpoint)
                 failure = error
@@ -130,10 +137,22 @@ class Router:
                 self._record_failure(endpoint)
                 raise
             endpoint.outlier.record_success()
-            reason: Reason = decision.reason if attempt == 1 else "retry"
-            return result, Placement(pool.name, pool.device, pool.location, reason, attempt)
+            reason: Reason = chosen_reason if attempt == 1 else "retry"
+            return result, Placement(pool.name, pool.device, pool.location, reason, attempt, endpoint.url)
         assert failure is not None
         raise failure
+
+    def _decide(self, model: str, tried: set[Endpoint]) -> tuple[Pool, Endpoint, Reason] | None:
+        """The policy's pool and its endpoint for this attempt, and why (routing_policy.choose)."""
+        if self._static_order is not None:
+            return _first_servable(self._static_order, model, tried)
+        decision = choose(self._policy, [p.view(model, tried) for p in self.pools], self._objective_ms)
+        if decision is None:
+            return None
+        pool = self._by_name[decision.pool]
+        endpoint = pool.pick(model, tried)
+        assert endpoint is not None  # choose() only returns pools with a servable endpoint
+        return pool, endpoint, decision.reason
 
     def _record_failure(self, endpoint: Endpoint) -> None:
         if endpoint.outlier.record_failure(may_eject=self._may_eject()):
@@ -155,13 +174,19 @@ class Router:
         self._by_name[pool].observe_compute(model, compute_ns)
 
     async def _call(
-        self, pool: Pool, endpoint: Endpoint, model: str, inputs: list[triton_aio.InferInput], timeout_s: float
-    ) -> triton_aio.InferResult:
+        self,
+        pool: Pool,
+        endpoint: Endpoint,
+        model: str,
+        tensors: Sequence[Tensor],
+        timeout_s: float,
+        metadata: Metadata,
+    ) -> InferOutputs:
         pool.in_flight += 1
         endpoint.in_flight += 1
         started = time.perf_counter()
         try:
-            result = await endpoint.models[model].infer(inputs, timeout_s)
+            result = await endpoint.models[model].infer(tensors, timeout_s, metadata)
         finally:
             pool.in_flight -= 1
             endpoint.in_flight -= 1
@@ -178,6 +203,22 @@ class Router:
         await asyncio.gather(*(e.close() for pool in self.pools for e in pool.endpoints))
 
 
+def _first_servable(ordered: list[Pool], model: str, tried: set[Endpoint]) -> tuple[Pool, Endpoint, Reason] | None:
+    """routing_policy.choose over pools already in the policy's order."""
+    for position, pool in enumerate(ordered):
+        if pool.in_flight >= pool.max_in_flight:
+            continue
+        endpoint = pool.pick(model, tried)
+        if endpoint is None:
+            continue
+        if position == 0:
+            return pool, endpoint, "primary"
+        preferred = ordered[:position]
+        saturated_only = all(p.in_flight >= p.max_in_flight and p.pick(model, tried) is not None for p in preferred)
+        return pool, endpoint, "overflow" if saturated_only else "fallback"
+    return None
+
+
 class RoutedModel:
     """A model as the routes see it: one name, served by whichever pool the router picks."""
 
@@ -189,8 +230,10 @@ class RoutedModel:
     def state(self) -> ModelState:
         return self._router.state(self.name)
 
-    async def infer(self, inputs: list[triton_aio.InferInput], timeout_s: float) -> tuple[triton_aio.InferResult, Placement]:
-        return await self._router.infer(self.name, inputs, timeout_s)
+    async def infer(
+        self, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None
+    ) -> tuple[InferOutputs, Placement]:
+        return await self._router.infer(self.name, tensors, timeout_s, metadata)
 
     def record_compute(self, placement: Placement, compute_ns: int) -> None:
         self._router.record_compute(placement.pool, self.name, compute_ns)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 PolicyName = Literal["gpu_first", "cheapest_within_slo"]
 Reason = Literal["primary", "fallback", "overflow", "retry"]
@@ -57,8 +57,19 @@ class RouteDecision:
     reason: Reason
 
 
+class _Ranked(Protocol):
+    device: str
+    location: str
+    rank: int
+
+
+def gpu_first_key(pool: _Ranked) -> tuple[bool, bool, int]:
+    """GPU before CPU, private before public, then configuration order."""
+    return (pool.device != "gpu", pool.location != "private", pool.rank)
+
+
 def gpu_first(pools: Sequence[PoolView], latency_objective_ms: float) -> list[PoolView]:
-    return sorted(pools, key=lambda p: (p.device != "gpu", p.location != "private", p.rank))
+    return sorted(pools, key=gpu_first_key)
 
 
 def cheapest_within_slo(pools: Sequence[PoolView], latency_objective_ms: float) -> list[PoolView]:

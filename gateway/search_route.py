@@ -9,13 +9,18 @@ k + len(excluded) items and the excluded ones are dropped.
 from __future__ import annotations
 
 from gateway.answers import ModelAnswer
+from gateway.errors import BackendFailed
+from gateway.protobuf_wire import bytes_tensor, encode_item, int32_tensor, read_bytes_tensor
 from gateway.result_cache import CacheKeys
-from gateway.router import Placement, RoutedModel
-from gateway.triton_model import ModelState, bytes_input, first_int64, int32_input, ranked_items
+from gateway.router import Metadata, Placement, RoutedModel
+from gateway.triton_infer import InferOutputs, tensor_header
+from gateway.triton_model import ModelState
 from gateway.validation import SearchQuery
 
 # Ensemble outputs carrying each step's own COMPUTE_NS.
 COMPUTE_OUTPUTS = ("ENCODER_COMPUTE_NS", "INDEX_COMPUTE_NS")
+QUERY = tensor_header("QUERY", "BYTES", (1, 1))
+K = tensor_header("K", "INT32", (1, 1))
 
 
 class SearchRoute:
@@ -31,15 +36,35 @@ class SearchRoute:
             [query.text, query.k, query.exclude_item_ids],
         )
 
-    async def answer(self, query: SearchQuery, timeout_s: float) -> tuple[ModelAnswer, Placement]:
+    async def answer(
+        self, query: SearchQuery, timeout_s: float, metadata: Metadata = None
+    ) -> tuple[ModelAnswer, Placement]:
         excluded = set(query.exclude_item_ids)
-        inputs = [bytes_input("QUERY", [query.text]), int32_input("K", query.k + len(excluded))]
-        result, placement = await self.model.infer(inputs, timeout_s)
-        items = tuple(item for item in ranked_items(result) if item.item_id not in excluded)[: query.k]
-        answer = ModelAnswer(
-            items=items,
-            compute_ns=sum(first_int64(result, name) for name in COMPUTE_OUTPUTS),
-            model_version=result.get_response().model_version or self.model.state.version,
-        )
+        tensors = [(QUERY, bytes_tensor((query.text.encode(),))), (K, int32_tensor(query.k + len(excluded)))]
+        outputs, placement = await self.model.infer(tensors, timeout_s, metadata)
+        version = outputs.model_version or self.model.state.version
+        answer = search_answer(outputs, {item.encode() for item in excluded}, query.k, version)
         self.model.record_compute(placement, answer.compute_ns)
         return answer, placement
+
+
+def search_answer(outputs: InferOutputs, excluded: set[bytes], k: int, model_version: str) -> ModelAnswer:
+    """The first ``k`` products that are not excluded; BackendFailed when the outputs break the contract."""
+    try:
+        ids = read_bytes_tensor(outputs["ITEM_IDS"])
+        titles = read_bytes_tensor(outputs["ITEM_TITLES"])
+        scores = outputs["SCORES"]
+        if len(titles) != len(ids) or len(scores) != 4 * len(ids):
+            raise ValueError("ITEM_IDS, ITEM_TITLES and SCORES differ in length")
+        kept = [i for i, item_id in enumerate(ids) if item_id not in excluded][:k]
+        for i in kept:
+            ids[i].decode(), titles[i].decode()  # protobuf strings must be UTF-8
+        items = b"".join(encode_item(ids[i], titles[i], scores[4 * i : 4 * i + 4]) for i in kept)
+        return ModelAnswer(
+            items_wire=items,
+            item_count=len(kept),
+            compute_ns=sum(outputs.int64(name) for name in COMPUTE_OUTPUTS),
+            model_version=model_version,
+        )
+    except (KeyError, ValueError) as error:
+        raise BackendFailed(f"the search ensemble's answer breaks its contract: {error!r}") from None

@@ -22,8 +22,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-from opentelemetry.sdk.trace import TracerProvider
 
 from costing.accounting import CostAccounting
 from costing.price_book import load_price_book
@@ -31,9 +29,11 @@ from gateway import cost_servicer, recommendation_servicer, search_servicer
 from gateway.admission import Admission
 from gateway.api_keys import KeyStore
 from gateway.authentication import Authenticator
+from gateway.call_tracing import CallTracer
 from gateway.circuit_breaker import CircuitBreaker
+from gateway.gc_tuning import freeze_startup_heap
 from gateway.health_metrics import HealthMetrics
-from gateway.grpc_call import CallerReader, payload_bytes, register
+from gateway.grpc_call import CallerReader, register
 from gateway.recommend_route import RecommendRoute
 from gateway.request_flow import RequestFlow
 from gateway.result_cache import CacheKeys, CacheSecret, ResultCache
@@ -62,7 +62,12 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._tracer_provider = setup_tracing(settings) if settings.tracing_enabled else None
+        self._tracing = setup_tracing(settings) if settings.tracing_enabled else None
+        tracer = (
+            CallTracer(self._tracing.recorder if self._tracing else None, settings.trace_sample_ratio)
+            if settings.tracing_enabled
+            else None
+        )
         book = load_price_book(settings.price_book_path)
         self._book_version = book.version
         self._accounting = CostAccounting.from_settings(settings, book)
@@ -107,7 +112,6 @@ class Gateway:
             settlement=settlement,
             default_deadline_s=settings.default_deadline_s,
             deadline_margin_s=settings.deadline_margin_s,
-            payload_bytes=payload_bytes,
             budget_check=self._accounting.should_shed if settings.budgets else None,
             admission=Admission(settings.max_concurrent_calls, tenant_rates(settings.tenants)),
             accepting=self._ledger_accepting,
@@ -117,16 +121,19 @@ class Gateway:
         cache_keys = CacheKeys(settings.cache_prefix, cache_secret)
 
         self._health = health_aio.HealthServicer()
-        self._server = grpc.aio.server(interceptors=_interceptors(self._tracer_provider))
+        # No interceptor: each model call opens its own trace (gateway/call_tracing.py).
+        self._server = grpc.aio.server()
         register(
             self._server,
             recommendation_servicer.SERVICE,
-            recommendation_servicer.RecommendationServicer(flow, RecommendRoute(recommender, cache_keys), limits, callers),
+            recommendation_servicer.RecommendationServicer(
+                flow, RecommendRoute(recommender, cache_keys), limits, callers, tracer
+            ),
         )
         register(
             self._server,
             search_servicer.SERVICE,
-            search_servicer.SearchServicer(flow, SearchRoute(search, cache_keys), limits, callers),
+            search_servicer.SearchServicer(flow, SearchRoute(search, cache_keys), limits, callers, tracer),
         )
         register(self._server, cost_servicer.SERVICE, cost_servicer.CostServicer(self._accounting, callers))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -164,8 +171,8 @@ class Gateway:
         pools = ", ".join(f"{pool.name} {pool.endpoints}" for pool in self.settings.effective_pools())
         tls = "mutual TLS" if self.settings.tls_client_ca_file else "TLS" if self.settings.tls_cert_file else "plaintext"
         log.info(
-            "gateway listening on %s:%d (%s; pools: %s; routing: %s; price book %s; tenants: %s)",
-            self.settings.host, self.port, tls, pools, self.settings.routing_policy, self._book_version,
+            "gateway listening on %s:%d (worker %d; %s; pools: %s; routing: %s; price book %s; tenants: %s)",
+            self.settings.host, self.port, self.settings.worker_index, tls, pools, self.settings.routing_policy, self._book_version,
             ", ".join(tenant.id for tenant in self.settings.tenants),
         )
 
@@ -203,8 +210,8 @@ class Gateway:
         if self._cache is not None:
             await self._cache.close()
         await self._router.close()
-        if self._tracer_provider is not None:
-            self._tracer_provider.shutdown()
+        if self._tracing is not None:
+            self._tracing.shutdown()
         log.info("gateway stopped; ledger flushed")
 
 
@@ -248,15 +255,6 @@ def _status(serving: bool) -> int:
     return health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def _interceptors(provider: TracerProvider | None) -> list[grpc.aio.ServerInterceptor]:
-    """The OpenTelemetry server interceptor (W3C context from metadata, one span per RPC),
-    except for health checks and reflection, which would only add noise."""
-    if provider is None:
-        return []
-    noise = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
-    return [aio_server_interceptor(tracer_provider=provider, filter_=filters.negate(noise))]
-
-
 async def run_gateway(settings: Settings) -> None:
     """Runs until SIGTERM or SIGINT, then stops cleanly."""
     gateway = Gateway(settings)
@@ -265,6 +263,7 @@ async def run_gateway(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
+    freeze_startup_heap()
     await stop.wait()
     log.info("stop requested; draining in-flight calls")
     await gateway.stop()

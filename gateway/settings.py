@@ -39,6 +39,15 @@ class Settings(CostingSettings):
     # --- gRPC front door ---------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(50051, description="gRPC port of the gateway.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Gateway worker processes sharing the port (SO_REUSEPORT); one per core the gateway may use.",
+    )
+    worker_index: int = Field(
+        0, ge=0, description="Set by `tollgate serve` in each worker it starts (per-worker journal and metrics port)."
+    )
     default_deadline_s: float = Field(
         2.0, gt=0, description="Deadline applied to the Triton call when the caller sends none."
     )
@@ -155,6 +164,14 @@ class Settings(CostingSettings):
     # --- OpenTelemetry ----------------------------------------------------------------------
     tracing_enabled: bool = Field(
         True, description="Spans and their cost attributes; off only to measure what tracing costs."
+    )
+    trace_sample_ratio: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of calls without a caller's traceparent that are traced (head sampling). A caller's "
+        "traceparent is always followed: sampled, the call is traced; unsampled, it is not. Cost is recorded "
+        "whatever the sampling.",
     )
     trace_exporter: Literal["auto", "none", "otlp", "console", "file"] = Field(
         "auto",

@@ -14,6 +14,9 @@ What a settled request records:
   (device ``redis``), the pool of the cached answer is only its ``avoided_pool``;
 - its **replica** (the gateway process whose CPU it shares) and the **egress path** of its
   answer (the listener's, or its tenant's), so that the booking of its window can charge them.
+
+Cost never depends on sampling: every request is priced and recorded; only the span
+attributes are skipped for a call that is not traced.
 """
 
 from __future__ import annotations
@@ -25,13 +28,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from opentelemetry import trace
-
 from costing.cost import RequestCost, Usage
 from costing.ledger import CostRecord, LedgerWriter
 from costing.price_book import CACHE_DEVICE, CACHE_POOL, PriceBook
 from costing.request_pricer import RequestPricer
 from gateway import telemetry_attributes as attr
+from gateway.call_tracing import NO_TRACE, CallTrace
 from gateway.cpu_meter import CpuMeter
 from gateway.errors import RequestError
 
@@ -47,7 +49,7 @@ def note_attempt(pool: str) -> None:
     _attempted_pool.set(pool)
 
 
-@dataclass
+@dataclass(slots=True)
 class UsageTally:
     """What one request used so far; filled in along the path, priced once at the end."""
 
@@ -127,7 +129,11 @@ class Settlement:
         entry = self._book.pool(pool)
         return entry.device, entry.location
 
-    def settle(self, request_id: str, tenant: str, tally: UsageTally, status: str) -> AnswerInfo:
+    def settle(
+        self, request_id: str, tenant: str, tally: UsageTally, status: str, call_trace: CallTrace = NO_TRACE
+    ) -> AnswerInfo:
+        """Prices the request, records it in the ledger (whose observers count it in the
+        metrics), and ends its trace's server span with the cost attributes when recorded."""
         with tally.meter:
             if tally.cache_hit:
                 pool = CACHE_POOL
@@ -158,8 +164,9 @@ class Settlement:
                 cache_hit=tally.cache_hit,
                 cost=cost,
             )
-            trace.get_current_span().set_attributes(span_attributes(info, tally.feature, tenant))
             self._ledger.record(_cost_record(info, tally, usage, tenant, status, self._pricer.replica))
+            if call_trace.span is not None:
+                call_trace.finish(status, span_attributes(info, tally.feature, tenant))
         if self._observe_duration is not None:
             self._observe_duration(tally.rpc, time.perf_counter() - tally.started_s)
         return info

@@ -1,5 +1,8 @@
 """One model on one Triton endpoint: its readiness, identity (version, build) and inference.
 
+Readiness and identity go through tritonclient; inference through the raw stub of
+gateway/triton_infer.py (the hot path).
+
 Triton's failures are translated here, once, into the gateway's domain errors: unreachable or
 not ready -> UNAVAILABLE, out of time -> DEADLINE_EXCEEDED, anything else -> INTERNAL.
 """
@@ -10,12 +13,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import numpy as np
+from collections.abc import Sequence
+
+import grpc
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.utils import InferenceServerException
 
-from gateway.answers import RankedItem
 from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, RequestError
+from gateway.triton_infer import InferOutputs, InferStub, Tensor, infer_request
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +38,17 @@ class ModelState:
 
 class TritonModel:
     def __init__(
-        self, client: triton_aio.InferenceServerClient, url: str, name: str, pool_name: str, device: str
+        self,
+        client: triton_aio.InferenceServerClient,
+        stub: InferStub,
+        url: str,
+        name: str,
+        pool_name: str,
+        device: str,
     ) -> None:
+        """``client``: tritonclient, for readiness and identity; ``stub``: the inference calls."""
         self.client = client
+        self.stub = stub
         self.url = url
         self.name = name
         self.pool_name = pool_name
@@ -67,49 +80,26 @@ class TritonModel:
         build_id = config["config"].get("parameters", {}).get("build_id", {}).get("string_value", "")
         return ModelState(True, f"model {self.name!r} ready on {self.url}", version=max(versions), build_id=build_id)
 
-    async def infer(self, inputs: list[triton_aio.InferInput], timeout_s: float) -> triton_aio.InferResult:
-        """One inference under ``timeout_s``; on expiry the gRPC call to Triton is cancelled."""
-        if not self.state.ready:
-            raise BackendUnavailable(f"{self.name} unavailable: {self.state.reason}")
+    async def infer(
+        self, tensors: Sequence[Tensor], timeout_s: float, metadata: tuple[tuple[str, str], ...] | None = None
+    ) -> InferOutputs:
+        """One inference under ``timeout_s``; on expiry the gRPC call to Triton is cancelled.
+        ``metadata``: sent with the call (the W3C ``traceparent``)."""
+        state = self.state
+        if not state.ready:
+            raise BackendUnavailable(f"{self.name} unavailable: {state.reason}")
         if timeout_s <= 0:
             raise DeadlineExceeded("the deadline expired before the model could be called")
         try:
-            return await self.client.infer(self.name, inputs, model_version=self.state.version, client_timeout=timeout_s)
-        except InferenceServerException as exc:
-            raise self._translate(exc) from None
+            return await self.stub.infer(infer_request(self.name, state.version, tensors), timeout_s, metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc.code(), exc.details() or "") from None
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"model {self.name!r} did not answer within {timeout_s:.3f}s") from None
 
-    def _translate(self, exc: InferenceServerException) -> RequestError:
-        status = exc.status() or ""
-        if "DEADLINE_EXCEEDED" in status:
+    def _translate(self, code: grpc.StatusCode, message: str) -> RequestError:
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"model {self.name!r} did not answer before the deadline")
-        if "UNAVAILABLE" in status or "CANCELLED" in status:
-            return BackendUnavailable(f"Triton at {self.url} (pool {self.pool_name}) is unavailable: {exc.message()}")
-        return BackendFailed(f"model {self.name!r} on {self.url} failed the call ({status}): {exc.message()}")
-
-
-def bytes_input(name: str, values: list[str]) -> triton_aio.InferInput:
-    """A [1, n] BYTES input (batch of one request)."""
-    array = np.array([[value.encode() for value in values]], dtype=np.object_)
-    tensor = triton_aio.InferInput(name, list(array.shape), "BYTES")
-    tensor.set_data_from_numpy(array)
-    return tensor
-
-
-def int32_input(name: str, value: int) -> triton_aio.InferInput:
-    tensor = triton_aio.InferInput(name, [1, 1], "INT32")
-    tensor.set_data_from_numpy(np.array([[value]], dtype=np.int32))
-    return tensor
-
-
-def ranked_items(result: triton_aio.InferResult) -> tuple[RankedItem, ...]:
-    """ITEM_IDS, ITEM_TITLES and SCORES of a one-request result, best first."""
-    ids = result.as_numpy("ITEM_IDS")[0]
-    titles = result.as_numpy("ITEM_TITLES")[0]
-    scores = result.as_numpy("SCORES")[0]
-    return tuple(RankedItem(i.decode(), t.decode(), float(s)) for i, t, s in zip(ids, titles, scores))
-
-
-def first_int64(result: triton_aio.InferResult, name: str) -> int:
-    return int(result.as_numpy(name)[0][0])
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            return BackendUnavailable(f"Triton at {self.url} (pool {self.pool_name}) is unavailable: {message}")
+        return BackendFailed(f"model {self.name!r} on {self.url} failed the call (StatusCode.{code.name}): {message}")

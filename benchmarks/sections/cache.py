@@ -56,8 +56,9 @@ def run(ctx: Context) -> Section:
                     spec = {"calls": distinct_recommend_calls(users, MISS_CALLS_PER_RUN, offset), "cycle": False}
                     offset += MISS_CALLS_PER_RUN
                 result = ctx.runner.run(
-                    label=f"cache {kind}", target="gateway.recommend", address=address, concurrency=concurrency, **spec
-                )
+                    label=f"cache {kind}", target="gateway.recommend", address=address, concurrency=concurrency,
+                    channels=ctx.stack.workers, **spec,
+                )  # fmt: skip
                 results[concurrency][kind].append(result)
     _check_kinds(section, results)
     one = results[1]

@@ -8,6 +8,7 @@ an older ledger may lack; opening that ledger adds it with the default (``migrat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ class Table:
     # (converted in place when the ledger is opened, then dropped).
     legacy_money: tuple[tuple[str, str], ...] = ()
 
-    @property
+    @functools.cached_property
     def columns(self) -> tuple[Column, ...]:
+        """Computed once per table: every record written reads it (``to_row``)."""
         return tuple(
             Column(
                 field.name,
@@ -64,7 +66,7 @@ class Table:
             for field in dataclasses.fields(self.record_type)
         )
 
-    @property
+    @functools.cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
 

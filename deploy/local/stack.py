@@ -95,6 +95,7 @@ def local_stack(
             ledger_path=ledger_path,
             trace_exporter=_local_trace_exporter(settings),
             trace_file=trace_file,
+            trace_sample_ratio=1.0,  # the local stack shows every call's trace (production samples)
             **access.settings(),
             **(gateway_settings or {}),
         )

@@ -42,7 +42,7 @@ def otlp_receiver():
 
 
 def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(
-    otlp_receiver, gateway_factory, cache_prefix, buyers
+    otlp_receiver, gateway_factory, cache_prefix, buyers, triton_server
 ):
     receiver, endpoint = otlp_receiver
     # A cache of its own: a miss whatever ran before, so the trace holds the triton.infer span.
@@ -64,3 +64,10 @@ def test_an_otlp_endpoint_gets_the_cost_bearing_span_of_the_callers_trace(
     assert attributes[attr.COST_TOTAL].double_value == pytest.approx(response.info.cost.total)
     assert attributes[attr.REQUEST_ID].string_value == response.info.request_id
     assert {"cache.lookup", "triton.infer"} <= {span.name for span in mine}
+    infer = next(span for span in mine if span.name == "triton.infer")
+    infer_attributes = {a.key: a.value for a in infer.attributes}
+    host, port = triton_server.grpc_url.rsplit(":", 1)
+    assert infer_attributes["server.address"].string_value == host
+    assert infer_attributes["server.port"].int_value == int(port)
+    assert infer_attributes[attr.POOL].string_value == "cpu-local"
+    assert infer.parent_span_id == rpc_span.span_id

@@ -198,3 +198,15 @@ def test_an_unreachable_redis_still_serves_uncached_and_warns(gateway_factory, b
         assert not response.info.cache_hit and trailing["x-tollgate-cache"] == "miss"
     log = gateway.log_path.read_text()
     assert log.count("skipping the cache for a cool-down") == 1, "one warning when the cache turns bad"
+
+
+def test_the_trace_id_comes_back_on_answers_and_on_failures(gateway, buyers):
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-00"
+    _, trailing = recommend(gateway, user_id=buyers[0], k=3, feature="home_feed", metadata=(("traceparent", traceparent),))
+    assert trailing["x-tollgate-trace-id"] == trace_id, "the caller's trace, sampled or not"
+    _, own = recommend(gateway, user_id=buyers[0], k=3, feature="home_feed")
+    assert len(own["x-tollgate-trace-id"]) == 32 and own["x-tollgate-trace-id"] != trace_id
+    error = recommend_error(gateway, user_id=buyers[0], k=0, feature="home_feed")
+    failed = dict(error.trailing_metadata())
+    assert "x-tollgate-cost" in failed and len(failed["x-tollgate-trace-id"]) == 32

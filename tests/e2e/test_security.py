@@ -172,7 +172,7 @@ def test_a_flood_of_garbage_tenants_and_features_leaves_metrics_and_memory_flat(
 
 def test_shopper_ids_appear_in_no_span_log_metric_ledger_row_or_cache_key(gateway_factory, redis_url, cache_prefix):
     port = port_for_later_bind()
-    gateway = gateway_factory(metrics_port=port)
+    gateway = gateway_factory(metrics_port=port, trace_sample_ratio=1.0)  # every call traced: spans to look in
     shopper = "14911"  # a real customer id of the dataset
     for _ in range(2):  # a miss, then a hit
         _recommend(gateway.address, gateway.access.metadata("shop-uk"), user_id=shopper)

@@ -1,10 +1,13 @@
 import asyncio
 import hashlib
 import json
+import struct
 
 import pytest
 
 from gateway.answers import ModelAnswer, RankedItem
+from gateway.api import common_pb2, search_pb2
+from gateway.protobuf_wire import encode_ranked
 from gateway.circuit_breaker import CircuitBreaker
 from gateway.recommend_route import RecommendRoute
 from gateway.result_cache import CachedAnswer, CacheKeys, CacheSecret, ResultCache
@@ -18,8 +21,8 @@ SECRET = CacheSecret(b"0123456789abcdef-test-secret")
 KEYS = CacheKeys("t:", SECRET)
 POOLS = ("cpu-local",)
 ANSWER = CachedAnswer(
-    ModelAnswer(
-        items=(RankedItem("85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 0.5),),
+    ModelAnswer.of(
+        (RankedItem("85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 0.5),),
         compute_ns=12345,
         model_version="1",
         personalized=True,
@@ -71,8 +74,14 @@ def test_keys_hide_the_shopper_id_behind_the_secret():
     assert RecommendRoute(NamedModel("recommender"), other).cache_key(QUERY, STATE) != key()
 
 
-def test_cached_answer_round_trips_through_json():
-    assert CachedAnswer.from_json(ANSWER.to_json(), POOLS) == ANSWER
+def test_cached_answer_round_trips_through_its_bytes():
+    assert CachedAnswer.from_bytes(ANSWER.to_bytes(), POOLS) == ANSWER
+
+
+def test_the_cached_items_are_the_response_bytes():
+    """A hit answers with the stored bytes: they are exactly what protobuf makes of the items."""
+    items = [common_pb2.Item(item_id="85123A", title="WHITE HANGING HEART T-LIGHT HOLDER", score=0.5)]
+    assert ANSWER.answer.items_wire == search_pb2.SearchResponse(items=items).SerializeToString()
 
 
 class DictClient:
@@ -80,12 +89,15 @@ class DictClient:
 
     def __init__(self):
         self.data = {}
+        self.round_trips = 0
 
-    async def get(self, key):
-        return self.data.get(key)
+    async def mget(self, keys):
+        self.round_trips += 1
+        return [self.data.get(key) for key in keys]
 
-    async def set(self, key, value, ex=None):
-        self.data[key] = value
+    async def set_many(self, entries, ttl_s):
+        self.round_trips += 1
+        self.data.update(entries)
 
 
 def _cache(client, timeout_s=0.2, breaker=None):
@@ -99,21 +111,49 @@ async def test_a_sealed_entry_is_read_back():
     assert await cache.get("k") == ANSWER
 
 
-def _forged(**changes):
-    data = json.loads(ANSWER.to_json())
-    for path, value in changes.items():
-        target = data
-        *parents, leaf = path.split("__")
-        for name in parents:
-            target = target[name]
-        target[leaf] = value
-    return json.dumps(data).encode()
+async def test_a_store_later_is_written_with_its_iteration_and_counted_when_it_fails():
+    client = DictClient()
+    cache = _cache(client)
+    assert cache.put_later("k", ANSWER)
+    await asyncio.sleep(0.01)
+    assert await cache.get("k") == ANSWER
+
+    class Down(DictClient):
+        async def set_many(self, entries, ttl_s):
+            raise ConnectionError("down")
+
+    breaker = CircuitBreaker(3, 5.0)
+    failing = _cache(Down(), breaker=breaker)
+    for _ in range(3):
+        failing.put_later("k", ANSWER)
+    await asyncio.sleep(0.01)
+    assert not breaker.allow(), "three failed stores open the breaker, as awaited ones would"
+
+
+async def test_lookups_and_stores_of_one_loop_iteration_share_one_round_trip():
+    client = DictClient()
+    cache = _cache(client)
+    answers = [CachedAnswer(ModelAnswer.of((RankedItem(str(i), "T", 1.0),), i + 1, "1"), "cpu-local") for i in range(5)]
+    assert all(await asyncio.gather(*(cache.put(f"k{i}", a) for i, a in enumerate(answers))))
+    assert client.round_trips == 1, "one pipelined write for the five stores"
+    found = await asyncio.gather(*(cache.get(f"k{i}") for i in range(6)))
+    assert found == [*answers, None]
+    assert client.round_trips == 2, "one MGET for the six lookups"
+
+
+def _entry(
+    compute_ns=12345, count=1, version=b"1", pool=b"cpu-local", items=None, personalized=True, extra=b""
+) -> bytes:
+    """A cache entry's payload laid out by hand, to forge implausible ones."""
+    items = ANSWER.answer.items_wire if items is None else items
+    header = struct.pack("<QIH?H", compute_ns, count, len(version), personalized, len(pool))
+    return header + version + pool + items + extra
 
 
 @pytest.mark.parametrize(
     "entry",
     [
-        _forged(),  # a well-formed answer without our seal (written by someone else)
+        ANSWER.to_bytes(),  # a well-formed answer without our seal (written by someone else)
         b"\x00" * 40,
         b"",
     ],
@@ -135,13 +175,16 @@ async def test_a_sealed_entry_moved_to_another_key_is_a_miss():
 @pytest.mark.parametrize(
     "payload",
     [
-        _forged(pool="no-such-pool"),
-        _forged(answer__compute_ns=-1),
-        _forged(answer__compute_ns=10**30),
-        _forged(answer__compute_ns="12"),
-        _forged(answer__items="<script>"),
-        _forged(answer__model_version=["1"]),
-        b"not json",
+        _entry(pool=b"no-such-pool"),
+        _entry(compute_ns=3_600 * 10**9 + 1),
+        _entry(count=2),  # fewer items than the header says
+        _entry(count=10_001, items=b""),
+        _entry(items=b"<script>"),
+        _entry(items=ANSWER.answer.items_wire[:-3]),  # truncated
+        _entry(extra=b"\x12\x00"),  # a response's info field among the items
+        _entry(items=encode_ranked([("x" * 2000, "t", 1.0)])),  # an implausibly long id
+        _entry(version=b"\xff\xfe"),  # not UTF-8
+        b"short",
     ],
 )
 async def test_an_implausible_entry_is_a_miss_even_when_sealed(payload):
@@ -157,11 +200,11 @@ async def test_the_breaker_skips_a_failing_cache_then_probes_it():
     class FailingClient:
         healthy = False
 
-        async def get(self, key):
-            calls.append(key)
+        async def mget(self, keys):
+            calls.append(keys)
             if not self.healthy:
                 raise ConnectionError("down")
-            return None
+            return [None] * len(keys)
 
     client = FailingClient()
     cache = _cache(client, breaker=CircuitBreaker(3, 5.0, clock=lambda: now[0]))
@@ -177,7 +220,7 @@ async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
     cache = ResultCache.from_url(
         f"redis://{unreachable_address()}/0", 10, 0.2, SECRET, POOLS, CircuitBreaker(1, 5.0)
     )
-    answer = CachedAnswer(ModelAnswer((), 1, "1"), "cpu-local")
+    answer = CachedAnswer(ModelAnswer.of((), 1, "1"), "cpu-local")
     with caplog.at_level("WARNING"):
         assert await cache.get("k") is None
         assert await cache.put("k", answer) is False
@@ -189,7 +232,7 @@ async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
 
 async def test_a_slow_cache_operation_is_cut_at_its_budget():
     class SlowClient:
-        async def get(self, key):
+        async def mget(self, keys):
             await asyncio.sleep(5)
 
     cache = _cache(SlowClient(), timeout_s=0.05)

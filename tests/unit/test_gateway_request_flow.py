@@ -11,7 +11,6 @@ from costing.request_pricer import RequestPricer
 from gateway.admission import Admission, TenantRate
 from gateway.answers import ModelAnswer, RankedItem
 from gateway.errors import BackendUnavailable, DeadlineExceeded
-from gateway.grpc_call import payload_bytes
 from gateway.request_flow import Caller, RequestFlow
 from gateway.result_cache import CacheKeys, CacheSecret
 from gateway.router import Placement
@@ -37,6 +36,10 @@ class MemoryCache:
         self.entries[key] = answer
         return True
 
+    def put_later(self, key, answer):
+        self.entries[key] = answer
+        return True
+
 
 class ScriptedModel:
     name = "recommender"
@@ -55,18 +58,20 @@ class ScriptedRoute:
         self.error = error
         self.calls = []
         self.timeouts = []
+        self.metadata = []
 
     def cache_key(self, query, state):
         return KEYS.key(self.rpc, self.model.name, state.version, state.build_id, [query.user_id, query.k])
 
-    async def answer(self, query, timeout_s):
+    async def answer(self, query, timeout_s, metadata=None):
         self.calls.append(query)
         self.timeouts.append(timeout_s)
+        self.metadata.append(metadata)
         if self.error:
             raise self.error
         items = tuple(RankedItem(f"item{i}", f"TITLE {i}", 1.0 - i / 10) for i in range(query.k))
-        answer = ModelAnswer(items=items, compute_ns=COMPUTE_NS, model_version="1", personalized=True)
-        return answer, Placement("cpu-local", "cpu", "private", "primary", 1)
+        answer = ModelAnswer.of(items, compute_ns=COMPUTE_NS, model_version="1", personalized=True)
+        return answer, Placement("cpu-local", "cpu", "private", "primary", 1, "127.0.0.1:8001")
 
 
 @pytest.fixture
@@ -93,7 +98,6 @@ def make_flow(
             book, writer, commit_before_answer=commit_before_answer, observe_duration=observe, pricer=pricer
         ),
         default_deadline_s=1.5,
-        payload_bytes=payload_bytes,
         budget_check=budget_check,
         admission=admission,
         deadline_margin_s=deadline_margin_s,
@@ -123,7 +127,7 @@ async def test_a_miss_is_priced_on_the_model_compute_and_a_hit_on_what_it_used(l
     assert miss.info.cost.compute == pytest.approx(expected_compute)
     assert hit.info.cost.avoided == pytest.approx(expected_compute)
     assert 0 < hit.info.cost.total < miss.info.cost.total
-    assert hit.answer.items == miss.answer.items
+    assert hit.answer.items_wire == miss.answer.items_wire
     # A hit is served by the cache pool; the pool of the cached answer is what it avoided.
     assert (hit.info.pool, hit.info.device, hit.info.model_version) == ("cache", "redis", "1")
     assert (miss.info.route_reason, miss.info.attempts, miss.info.location) == ("primary", 1, "private")
@@ -205,7 +209,7 @@ async def test_the_response_bytes_are_priced_as_egress_on_misses_and_hits(ledger
     miss = await recommend(flow, route, k=5)
     hit = await recommend(flow, route, k=5)
     await writer.close()
-    size = payload_bytes(miss.answer)
+    size = len(miss.answer.items_wire)
     assert size > 5 * len("TITLE 0")
     for done in (miss, hit):
         assert done.info.cost.egress_pico == size * 90  # $0.09/GB on the internet path = 90 pico-$ a byte
@@ -263,7 +267,7 @@ async def test_without_commit_before_answer_records_wait_for_the_flush(ledger, b
 class HangingRoute(ScriptedRoute):
     """A model that never answers: the call ends only by cancellation."""
 
-    async def answer(self, query, timeout_s):
+    async def answer(self, query, timeout_s, metadata=None):
         self.calls.append(query)
         await asyncio.Event().wait()
 
@@ -323,9 +327,9 @@ class SlowRoute(ScriptedRoute):
         super().__init__()
         self.delay_s = delay_s
 
-    async def answer(self, query, timeout_s):
+    async def answer(self, query, timeout_s, metadata=None):
         await asyncio.sleep(self.delay_s)
-        return await super().answer(query, timeout_s)
+        return await super().answer(query, timeout_s, metadata)
 
 
 async def test_an_answer_ready_after_the_callers_deadline_is_recorded_as_deadline_exceeded(ledger, book):
@@ -339,3 +343,54 @@ async def test_an_answer_ready_after_the_callers_deadline_is_recorded_as_deadlin
     assert {r.request_id: r.status for r in ledger.records()} == {
         late.value.info.request_id: "DEADLINE_EXCEEDED", on_time.info.request_id: "OK"
     }
+
+
+async def test_cost_is_recorded_exactly_whatever_the_sampling_and_sampled_spans_carry_it(ledger, book):
+    """Every call is priced, recorded and counted; only the recorded ones get spans, whose cost
+    attributes are the recorded cost; the model call carries the traceparent of its span."""
+    import random
+
+    from costing.metrics import CostMetrics
+    from gateway import telemetry_attributes as attr
+    from gateway.call_tracing import CallTracer
+
+    class Spans:
+        ended = []
+
+        def record(self, span):
+            self.ended.append(span)
+
+    exporter = Spans()
+    metrics = CostMetrics()
+    writer = LedgerWriter(ledger, flush_interval_s=60, observers=(metrics.observe,))
+    flow = RequestFlow(cache=None, settlement=Settlement(book, writer), default_deadline_s=1.5)
+    route = ScriptedRoute()
+    tracer = CallTracer(exporter, 0.0, random.Random(1))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    answers = []
+    for sampled in [False] * 10 + [True] * 5:
+        header = f"00-{trace_id}-00f067aa0ba902b7-01" if sampled else None
+        call_trace = tracer.begin("/svc/Recommend", "svc", "Recommend", header, None)
+        caller = Caller("acme", None, TENANTS.label("acme", "home_feed"))
+        answers.append(await flow.run(route, caller, lambda: validate_recommend("17850", 3, "home_feed", [], LIMITS), call_trace))
+    await writer.close()
+
+    records = {r.request_id: r for r in ledger.records()}
+    assert records.keys() == {done.info.request_id for done in answers}, "no call is left unrecorded"
+    for done in answers:
+        assert records[done.info.request_id].cost_total == done.info.cost.total
+    assert metrics.total(metrics.cost) == pytest.approx(sum(r.cost_total for r in records.values()))
+    spans = exporter.ended
+    servers = [s for s in spans if s.name == "/svc/Recommend"]
+    infers = [s for s in spans if s.name == "triton.infer"]
+    assert len(servers) == 5 and len(infers) == 5, "only the 5 sampled calls are recorded"
+    for span in servers:
+        request_id = span.attributes[attr.REQUEST_ID]
+        assert span.attributes[attr.COST_TOTAL] == records[request_id].cost_total
+        assert span.attributes[attr.COMPUTE_NS] == COMPUTE_NS
+    for span in infers:
+        assert span.attributes["server.address"] == "127.0.0.1" and span.attributes["server.port"] == 8001
+        assert span.attributes[attr.POOL] == "cpu-local"
+    sent = [dict(metadata or ())["traceparent"] for metadata in route.metadata]
+    assert all(header.endswith("-00") for header in sent[:10]), "unsampled: passed on as not sampled"
+    assert {header.split("-")[2] for header in sent[10:]} == {f"{s.span_id:016x}" for s in infers}
