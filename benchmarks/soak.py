@@ -39,7 +39,8 @@ from gateway.settings import Settings
 
 CAPACITY_CONCURRENCY = 8
 CAPACITY_SECONDS = 15.0
-WARMUP_FRACTION = 0.1  # RSS is compared from the end of this share of the run
+WARMUP_FRACTION = 0.1
+MAX_CHUNK_S = 120.0  # the load generator's own bound on one run  # RSS is compared from the end of this share of the run
 
 
 def _rss_kib(pid: int) -> int:
@@ -88,8 +89,6 @@ def run_soak(settings: Settings, local_settings: LocalStackSettings, minutes: fl
         rate = max(1.0, load * capacity["throughput_rps"])
         time.sleep(2 * soak_settings.ledger_flush_interval_s)
         ok_before = _ledger_ok_rows(stack.ledger_path)  # the capacity run's
-        running = start_load(LoadSpec(**base, rate=rate, concurrency=64, max_requests=int(rate * duration_s * 1.2),
-                                      max_seconds=duration_s))  # fmt: skip
         rss: dict[str, int] = {}
         bounced: dict[str, float] = {}
 
@@ -103,7 +102,7 @@ def run_soak(settings: Settings, local_settings: LocalStackSettings, minutes: fl
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        result = finish_load(running)
+        chunks = _steady_load(base, rate, duration_s)
         watcher.join(timeout=60)
         time.sleep(2 * soak_settings.ledger_flush_interval_s)
         ledger_ok = _ledger_ok_rows(stack.ledger_path) - ok_before
@@ -113,15 +112,15 @@ def run_soak(settings: Settings, local_settings: LocalStackSettings, minutes: fl
         "minutes": minutes,
         "capacity_rps": capacity["throughput_rps"],
         "offered_rps": round(rate, 1),
-        "throughput_rps": result["throughput_rps"],
-        "sent": result["sent"],
-        "statuses": result["statuses"],
-        "latency_ms": result["latency"],
+        "throughput_rps": round(sum(c["ok"] for c in chunks) / sum(c["duration_s"] for c in chunks), 1),
+        "sent": sum(c["sent"] for c in chunks),
+        "statuses": _summed(c["statuses"] for c in chunks),
+        "latency_ms_by_chunk": [{"p50": c["latency"].get("p50_ms"), "p99": c["latency"].get("p99_ms")} for c in chunks],
         "bounced": bounced,
         "rss": {**rss, "growth_pct": round(100 * (rss["end_kib"] - rss["after_warmup_kib"]) / rss["after_warmup_kib"], 2)},
-        "answered_ok": result["ok"],
+        "answered_ok": sum(c["ok"] for c in chunks),
         "ledger_ok_rows": ledger_ok,
-        "answered_missing_from_ledger": max(0, result["ok"] - ledger_ok),
+        "answered_missing_from_ledger": max(0, sum(c["ok"] for c in chunks) - ledger_ok),
         "files_bytes": files,
         "largest_file_bytes": max(files.values(), default=0),
     }
@@ -129,6 +128,27 @@ def run_soak(settings: Settings, local_settings: LocalStackSettings, minutes: fl
     out.write_text(json.dumps(report, indent=1) + "\n")
     report["report_file"] = str(out)
     return report
+
+
+def _steady_load(base: dict[str, Any], rate: float, duration_s: float) -> list[dict[str, Any]]:
+    """Open-loop load for ``duration_s``, as back-to-back load-generator runs of at most
+    MAX_CHUNK_S (a run's own bound)."""
+    chunks, left = [], duration_s
+    while left > 0.5:
+        seconds = min(MAX_CHUNK_S, left)
+        running = start_load(LoadSpec(**base, rate=rate, concurrency=64, max_requests=int(rate * seconds * 1.2) + 1,
+                                      max_seconds=seconds))  # fmt: skip
+        chunks.append(finish_load(running))
+        left -= seconds
+    return chunks
+
+
+def _summed(counts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for count in counts:
+        for key, value in count.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def _bounce(stack: RunningStack, pool: str, outage_s: float) -> dict[str, float]:
