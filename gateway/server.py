@@ -166,6 +166,9 @@ class Gateway:
         await self._set_health(serving=False)
         await self._health.set(LIVENESS_SERVICE, _status(True))
         await self._health.set(cost_servicer.SERVICE.full_name, _status(True))
+        # Check Triton once before taking calls: with several workers on one port, a call may
+        # reach a worker other than the one whose health check said SERVING.
+        await self._router.check_readiness(timeout_s=self.settings.readiness_poll_s)
         await self._server.start()
         self._readiness_task = asyncio.create_task(self._watch_readiness(), name="triton-readiness")
         pools = ", ".join(f"{pool.name} {pool.endpoints}" for pool in self.settings.effective_pools())

@@ -160,6 +160,7 @@ class GatewayLauncher:
             "trace_exporter": "file",
             "trace_file": run_dir / "spans.jsonl",
             "readiness_poll_s": 0.5,
+            "trace_sample_ratio": 1.0,  # every call traced: tests read their spans
             **overrides,
         }
         env = {**settings_env(**values), "OTEL_BSP_SCHEDULE_DELAY": "100"}
