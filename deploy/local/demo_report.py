@@ -177,7 +177,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(
         f"throughput {report['throughput_rps']} req/s at concurrency {report['concurrency']}; "
         f"model calls by pool and reason {report['model_calls_by_pool']}; "
-        f"ledger total {report['ledger_total_cost_usd']:.6e} USD over {report['ledger_records']} records; "
+        f"ledger total {report['ledger_total_cost_usd']:.12f} USD over {report['ledger_records']} records; "
         f"{report['spans_with_cost']} spans carry a cost"
     )
     _print_quality("Recommender on the time-based hold-out", recommender_quality(report["eval"]), console)
