@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 INTERNAL, SERVER = 1, 2  # OTLP SpanKind numbers
 UNSET, ERROR = 0, 2  # OTLP Status.code numbers
 SCOPE_NAME = "tollgate.gateway"
-# Span.flags: the W3C "sampled" flag, and whether the parent is known to be remote (it is said).
+# Span.flags: whether the parent is remote is known (0x100), and it is remote (0x200).
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
@@ -268,8 +268,3 @@ class SdkExport:
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
-
-
-def resource_attributes(service_name: str) -> dict[str, Any]:
-    """The resource of OpenTelemetry's SDK defaults (telemetry.sdk.*) with ``service.name``."""
-    return dict(Resource.create({"service.name": service_name}).attributes)

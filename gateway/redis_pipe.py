@@ -3,8 +3,9 @@ replies parsed by hiredis (C).
 
 redis-py's asyncio client spent ~40 µs of Python per command here (a connection taken from and
 returned to its pool, command packing, stream reads, response callbacks). The cache only needs
-MGET, GET and SET with a TTL: they are written to one connection as soon as they are made (the
-commands of one event-loop iteration in one write) and their replies matched in order. The URL
+GET and SET with a TTL: the commands made during one event-loop iteration go out in one write
+on one connection and their replies, read together, are matched in order, so under load many
+lookups cost one round trip, as one MGET would, and each caller waits on its own reply. The URL
 is read as redis-py reads it (``redis://`` or ``rediss://``, user, password, database,
 ``ssl_ca_certs``/``ssl_certfile``/``ssl_keyfile``/``ssl_cert_reqs``/``ssl_check_hostname``). A
 connection that fails fails its waiting commands (the cache counts them as misses) and the next
@@ -40,6 +41,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[asyncio.Future[Reply]] = collections.deque()
+        self._unsent: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
 
@@ -47,13 +49,21 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def send(self, payload: bytes, replies: int) -> list[asyncio.Future[Reply]]:
+        """Queues ``payload`` for this loop iteration's single write; one future per reply."""
         if self.transport is None or self.lost is not None:
             raise RedisConnectionError("the Redis connection is closed")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(replies)]
         self._waiting.extend(futures)
-        self.transport.write(payload)
+        if not self._unsent:
+            loop.call_soon(self._write)
+        self._unsent.append(payload)
         return futures
+
+    def _write(self) -> None:
+        payload, self._unsent = b"".join(self._unsent), []
+        if self.transport is not None and self.lost is None:
+            self.transport.write(payload)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -92,6 +102,10 @@ class RedisPipe:
         self._connect_timeout_s = connect_timeout_s
         self._connection: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+
+    async def get(self, key: str) -> bytes | None:
+        """GET, written with the other commands of this loop iteration (one write, one read)."""
+        return await self._one(encode_command(b"GET", key))
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) == 1:

@@ -8,9 +8,9 @@
   and the items parsed by protobuf's C code): an entry written by anyone else, or one that is
   not a plausible answer from a known pool, is a miss (counted), never an error or a label. A
   hit answers with the stored bytes as they are.
-- **Batches**: the lookups (and the stores) of one event-loop iteration go to Redis as one MGET
-  (one pipelined write of SETs) over gateway/redis_pipe.py's single connection, which under
-  load costs about what a single GET does.
+- **Batches**: the lookups of one event-loop iteration go to Redis in one write over
+  gateway/redis_pipe.py's single pipelined connection (one round trip for all of them, as one
+  MGET would be); the stores are handed over without waiting and written the same way.
 - **Failures**: a cache that misbehaves never fails a request. Every Redis error or time-out is
   counted and treated as a miss (get) or skipped (put); after consecutive failures a circuit
   breaker skips the cache for a cool-down, then probes it again.
@@ -145,7 +145,7 @@ def _check_items(wire: bytes, count: int) -> None:
 class CacheClient(Protocol):
     """What the cache needs of Redis (gateway/redis_pipe.py)."""
 
-    async def mget(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    async def get(self, key: str) -> bytes | None: ...
 
     async def set_many(self, entries: Sequence[tuple[str, bytes]], ttl_s: int) -> None: ...
 
@@ -172,7 +172,6 @@ class ResultCache:
         self._secret = secret
         self._known_pools = frozenset(known_pools)
         self._breaker = breaker
-        self._lookups: TickBatcher[str, bytes | None] = TickBatcher(self._get_many)
         self._stores: TickBatcher[tuple[str, bytes], None] = TickBatcher(self._set_many, self._stored_later)
 
     @classmethod
@@ -192,7 +191,8 @@ class ResultCache:
         if not self._breaker.allow():
             return None
         try:
-            raw = await self._lookups.submit(key)
+            async with asyncio.timeout(self._timeout_s):
+                raw = await self._client.get(key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._report_failure("get", exc)
             return None
@@ -247,11 +247,6 @@ class ResultCache:
                 self._report_failure("put", error)
         else:
             log.error("cache store failed unexpectedly: %r", error)
-
-    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        """One GET, or one MGET for the lookups of the same loop iteration, within the budget."""
-        async with asyncio.timeout(self._timeout_s):
-            return await self._client.mget(keys)
 
     async def _set_many(self, entries: list[tuple[str, bytes]]) -> list[None]:
         """The SETs of the same loop iteration, pipelined in one write, within the budget."""

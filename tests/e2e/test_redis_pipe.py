@@ -46,6 +46,8 @@ async def _round_trip(pipe: RedisPipe) -> list[bytes | None]:
     await pipe.set_many([("tollgate-test:a", b"1"), ("tollgate-test:b", b"\x00\xff" * 600)], ttl_s=30)
     single = await pipe.mget(["tollgate-test:a"])
     many = await pipe.mget(["tollgate-test:a", "tollgate-test:missing", "tollgate-test:b"])
+    together = await asyncio.gather(pipe.get("tollgate-test:a"), pipe.get("tollgate-test:missing"))
+    assert together == [b"1", None]
     return [*single, *many]
 
 

@@ -91,9 +91,9 @@ class DictClient:
         self.data = {}
         self.round_trips = 0
 
-    async def mget(self, keys):
+    async def get(self, key):
         self.round_trips += 1
-        return [self.data.get(key) for key in keys]
+        return self.data.get(key)
 
     async def set_many(self, entries, ttl_s):
         self.round_trips += 1
@@ -130,7 +130,7 @@ async def test_a_store_later_is_written_with_its_iteration_and_counted_when_it_f
     assert not breaker.allow(), "three failed stores open the breaker, as awaited ones would"
 
 
-async def test_lookups_and_stores_of_one_loop_iteration_share_one_round_trip():
+async def test_stores_of_one_loop_iteration_share_one_round_trip():
     client = DictClient()
     cache = _cache(client)
     answers = [CachedAnswer(ModelAnswer.of((RankedItem(str(i), "T", 1.0),), i + 1, "1"), "cpu-local") for i in range(5)]
@@ -138,7 +138,6 @@ async def test_lookups_and_stores_of_one_loop_iteration_share_one_round_trip():
     assert client.round_trips == 1, "one pipelined write for the five stores"
     found = await asyncio.gather(*(cache.get(f"k{i}") for i in range(6)))
     assert found == [*answers, None]
-    assert client.round_trips == 2, "one MGET for the six lookups"
 
 
 def _entry(
@@ -200,11 +199,11 @@ async def test_the_breaker_skips_a_failing_cache_then_probes_it():
     class FailingClient:
         healthy = False
 
-        async def mget(self, keys):
-            calls.append(keys)
+        async def get(self, key):
+            calls.append(key)
             if not self.healthy:
                 raise ConnectionError("down")
-            return [None] * len(keys)
+            return None
 
     client = FailingClient()
     cache = _cache(client, breaker=CircuitBreaker(3, 5.0, clock=lambda: now[0]))
@@ -232,7 +231,7 @@ async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
 
 async def test_a_slow_cache_operation_is_cut_at_its_budget():
     class SlowClient:
-        async def mget(self, keys):
+        async def get(self, key):
             await asyncio.sleep(5)
 
     cache = _cache(SlowClient(), timeout_s=0.05)
@@ -259,3 +258,24 @@ def test_the_breaker_opens_only_after_its_threshold_and_reports_each_change():
     assert breaker.allow()
     assert breaker.success() is True and not breaker.is_open and breaker.allow()
     assert breaker.success() is False, "closing is reported once"
+
+
+async def test_the_redis_pipe_writes_the_commands_of_one_iteration_at_once_and_matches_replies_in_order():
+    from gateway.redis_pipe import _Connection
+
+    class Transport:
+        writes = []
+
+        def write(self, data):
+            self.writes.append(data)
+
+    connection = _Connection()
+    connection.connection_made(Transport())
+    futures = [connection.send(f"GET k{i}\r\n".encode(), 1)[0] for i in range(4)]
+    assert Transport.writes == []
+    await asyncio.sleep(0)
+    assert len(Transport.writes) == 1 and Transport.writes[0].count(b"GET") == 4
+    connection.data_received(b"$1\r\na\r\n$-1\r\n$1\r\nc\r\n")
+    connection.data_received(b"-ERR boom\r\n")
+    assert [f.result() for f in futures[:3]] == [b"a", None, b"c"]
+    assert "boom" in str(futures[3].exception())

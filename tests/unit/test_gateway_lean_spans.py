@@ -1,8 +1,6 @@
 """The gateway's hand-encoded OTLP is what OpenTelemetry's own encoder makes of the same spans,
 and the recorder exports every span it is given."""
 
-import threading
-
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -46,7 +44,7 @@ def test_the_otlp_request_is_what_opentelemetry_encodes():
 
 
 def test_the_recorder_exports_every_span_in_batches_and_on_shutdown():
-    exported, done = [], threading.Event()
+    exported = []
 
     def export(batch):
         exported.append(len(batch))
