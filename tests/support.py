@@ -7,7 +7,10 @@ that binds it later, :func:`unreachable_address` for an address where nothing li
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from deploy.local.ports import LOOPBACK, free_port
 from deploy.local.settings import get_local_settings
@@ -15,6 +18,8 @@ from deploy.local.settings import get_local_settings
 # The PostgreSQL of the ledger tests; each test works in a schema of its own and drops it.
 TEST_POSTGRES_URL = os.environ.get("TOLLGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 POSTGRES_CONNECT_TIMEOUT_S = 3
+
+T = TypeVar("T")
 
 
 def port_for_later_bind() -> int:
@@ -50,3 +55,16 @@ def _unreachable(message: str) -> bool:
 def e2e_log_path(name: str) -> Path:
     """Log file of a server that an e2e test starts: ``<run_dir>/logs/e2e-<name>.log``."""
     return get_local_settings().run_dir / "logs" / f"e2e-{name}.log"
+
+
+def wait_for(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.1) -> T:
+    """Polls ``condition`` until it returns something truthy (returned), or fails the test
+    after ``timeout_s`` naming ``what`` it waited for."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)

@@ -30,6 +30,7 @@ import pytest
 from deploy.local.cluster import CLIENT_CHANNEL_OPTIONS, RunningCluster, local_cluster
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc, search_pb2, search_pb2_grpc
 from gateway.settings import get_settings
+from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -150,17 +151,6 @@ def ledger_total(url: str) -> tuple[int, float]:
     with psycopg.connect(url, connect_timeout=5) as connection:
         count, total = connection.execute("SELECT COUNT(*), COALESCE(SUM(cost_total_pico), 0) FROM cost_records").fetchone()
     return count, int(total) / 1e12
-
-
-def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 # --- fixtures --------------------------------------------------------------------------------------

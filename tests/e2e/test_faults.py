@@ -17,7 +17,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api import cost_pb2, cost_pb2_grpc, recommendation_pb2, recommendation_pb2_grpc
-from tests.support import port_for_later_bind
+from tests.support import port_for_later_bind, wait_for
 
 pytestmark = pytest.mark.e2e
 DEADLINE_S = 10.0
@@ -55,16 +55,6 @@ def _rows(path) -> dict[str, str]:
         return dict(db.execute("SELECT request_id, status FROM cost_records").fetchall())
 
 
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
-
-
 def test_a_full_ledger_disk_loses_no_answered_record(gateway_factory, tmp_path):
     """The SQLite file is capped (as a full disk would): records go to the journal, the gateway
     keeps answering, stops cleanly, and the next gateway replays every record."""
@@ -79,7 +69,7 @@ def test_a_full_ledger_disk_loses_no_answered_record(gateway_factory, tmp_path):
         reconciliation_enabled=False,
     )
     answered = [_recommend(full, user_id=str(12346 + n % 500), k=50)[1]["x-tollgate-request-id"] for n in range(400)]
-    _wait(lambda: _metric(metrics_port, "tollgate_ledger_state") == 1, 10, "the writer turned to its journal")
+    wait_for(lambda: _metric(metrics_port, "tollgate_ledger_state") == 1, 10, "the writer turned to its journal")
     assert journal.exists()
     assert full.stop() == 0
     log = full.log_path.read_text()
@@ -87,7 +77,7 @@ def test_a_full_ledger_disk_loses_no_answered_record(gateway_factory, tmp_path):
     assert len(_rows(ledger_path)) < len(answered), "the capped file could not hold them all"
 
     replayer = gateway_factory(ledger_path=ledger_path, ledger_journal_path=journal, reconciliation_enabled=False)
-    _wait(lambda: not journal.exists(), 10, "the journal was replayed")
+    wait_for(lambda: not journal.exists(), 10, "the journal was replayed")
     replayer.stop()
     rows = _rows(ledger_path)
     assert set(answered) <= rows.keys(), f"{len(set(answered) - rows.keys())} answered records lost"
@@ -104,10 +94,10 @@ def test_with_neither_ledger_nor_journal_the_gateway_fails_closed(gateway_factor
         reconciliation_enabled=False,
     )
     statuses = [_status(gateway, user_id=str(12346 + n), k=50) for n in range(400)]
-    refused = _wait(lambda: _status(gateway) == "UNAVAILABLE", 10, "calls are refused")
+    refused = wait_for(lambda: _status(gateway) == "UNAVAILABLE", 10, "calls are refused")
     assert refused and "UNAVAILABLE" not in statuses[:5]
     assert _metric(metrics_port, "tollgate_ledger_state") == 2
-    _wait(lambda: _health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING, 10, "health says NOT_SERVING")
+    wait_for(lambda: _health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING, 10, "health says NOT_SERVING")
     with pytest.raises(grpc.RpcError) as raised:
         _recommend(gateway)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE and "cost ledger" in raised.value.details()
@@ -133,7 +123,7 @@ def test_a_locked_ledger_is_unavailable_within_the_callers_deadline(gateway_fact
     ledger_path = tmp_path / "ledger.sqlite"
     gateway = gateway_factory(ledger_path=ledger_path, reconciliation_enabled=False)
     request_id = _recommend(gateway)[1]["x-tollgate-request-id"]
-    _wait(lambda: request_id in _rows(ledger_path), 10, "the request is in the ledger")
+    wait_for(lambda: request_id in _rows(ledger_path), 10, "the request is in the ledger")
     locker = sqlite3.connect(ledger_path, timeout=0)
     locker.execute("BEGIN EXCLUSIVE")
     try:
