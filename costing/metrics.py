@@ -18,7 +18,7 @@ from costing.records import CostRecord
 log = logging.getLogger(__name__)
 
 NS_PER_SECOND = 1_000_000_000
-ATTRIBUTION_LABELS: tuple[str, ...] = ("feature", "tenant", "model", "pool", "rpc")
+ATTRIBUTION_LABELS: tuple[str, ...] = ("feature", "tenant", "model", "model_version", "traffic", "pool", "rpc")
 BUDGET_LABELS: tuple[str, ...] = ("scope", "name")
 
 
@@ -88,7 +88,7 @@ class CostMetrics:
     def observe(self, record: CostRecord) -> None:
         """Count one cost record (call exactly once per record). The labelled children are
         looked up once per label set (``labels()`` costs more than the increments)."""
-        labels = (record.feature, record.tenant, record.model, record.pool, record.rpc)
+        labels = (record.feature, record.tenant, record.model, record.model_version, record.traffic, record.pool, record.rpc)
         children = self._children.get(labels)
         if children is None:
             children = self._children[labels] = tuple(

@@ -31,6 +31,14 @@ def _aware_utc(owner: object, name: str, moment: dt.datetime) -> None:
     object.__setattr__(owner, name, moment.astimezone(dt.UTC))
 
 
+# Which traffic of a model rollout a request was (gateway/rollout.py): answered by the serving
+# version, answered by the canary, or a shadow call (real spend mirrored to the candidate; its
+# answer went to no caller).
+Traffic = Literal["serving", "canary", "shadow"]
+TRAFFIC_KINDS: tuple[str, ...] = get_args(Traffic)
+SERVING_TRAFFIC, CANARY_TRAFFIC, SHADOW_TRAFFIC = TRAFFIC_KINDS
+
+
 @dataclass(frozen=True)
 class CostRecord:
     """One priced request, as finance sees it. Amounts are integer pico-units of ``currency``;
@@ -63,6 +71,7 @@ class CostRecord:
     replica: str = ""  # the gateway replica that served it (whose process CPU it shares)
     egress_path: str = ""  # network path of its response bytes
     avoided_is_cash: bool = True  # False: the avoided compute was on a provisioned pool
+    traffic: str = SERVING_TRAFFIC  # a Traffic: serving | canary | shadow
     booked_in: dt.datetime | None = None  # end of the window that booked it (ledger-maintained)
 
     def __post_init__(self) -> None:

@@ -39,11 +39,17 @@ MAX_VERIFIED_TOKENS = 10_000
 
 class Role(str, Enum):
     """What a key may do. ``caller``: Recommend, Search and RecordOutcome for its own tenant;
-    ``finance``: CostReport for its own tenant; ``finance-global``: CostReport for all tenants."""
+    ``finance``: CostReport for its own tenant; ``finance-global``: CostReport for all tenants;
+    ``operator``: the model rollout (tollgate.v1.ModelRollout), which every tenant's calls share."""
 
     CALLER = "caller"
     FINANCE = "finance"
     FINANCE_GLOBAL = "finance-global"
+    OPERATOR = "operator"
+
+
+# Roles whose rights span every tenant: their keys belong to tenant "*".
+GLOBAL_ROLES = frozenset({Role.FINANCE_GLOBAL, Role.OPERATOR})
 
 
 @dataclass(frozen=True)
@@ -130,8 +136,8 @@ class KeyFile:
     def create(self, tenant: str, role: Role, label: str = "") -> tuple[StoredKey, str]:
         """A new key; returns it and the token, which is shown once and never stored."""
         check_tenant_id(tenant)
-        if (tenant == ALL_TENANTS) != (role is Role.FINANCE_GLOBAL):
-            raise KeyStoreError(f"role {role.value} needs {'tenant *' if role is Role.FINANCE_GLOBAL else 'a tenant id'}")
+        if (tenant == ALL_TENANTS) != (role in GLOBAL_ROLES):
+            raise KeyStoreError(f"role {role.value} needs {'tenant *' if role in GLOBAL_ROLES else 'a tenant id'}")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         stored = StoredKey(key_id, tenant, role.value, _sha256(secret), _now().isoformat(timespec="seconds"), label)
         with self.editing() as keys:

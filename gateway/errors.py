@@ -79,3 +79,9 @@ class NotFound(RequestError):
     """The call names something that does not exist (for this caller)."""
 
     status = "NOT_FOUND"
+
+
+class FailedPrecondition(RequestError):
+    """The operation does not apply to the current state (e.g. promote without a candidate)."""
+
+    status = "FAILED_PRECONDITION"

@@ -31,7 +31,7 @@ def _fail(error: KeyStoreError) -> None:
 @keys_app.command()
 def create(
     tenant: str = typer.Option(..., help="Tenant id the key bills (canonical, e.g. shop-uk); '*' for finance-global."),
-    role: Role = typer.Option(Role.CALLER, help="caller: Recommend/Search/RecordOutcome; finance: CostReport of its tenant; finance-global: CostReport of all."),
+    role: Role = typer.Option(Role.CALLER, help="caller: Recommend/Search/RecordOutcome; finance: CostReport of its tenant; finance-global: CostReport of all; operator (tenant *): model rollouts."),
     label: str = typer.Option("", help="Who holds the key (free text, for the list)."),
     file: Path = FileOption,
 ) -> None:

@@ -39,13 +39,17 @@ class Endpoint:
         self.outlier = outlier
         self.in_flight = 0
 
-    def can_serve(self, model: str) -> bool:
-        return self.models[model].state.ready and not self.outlier.is_ejected()
+    def can_serve(self, model: str, version: str | None = None) -> bool:
+        """``version``: a specific loaded version (None: the serving one)."""
+        triton_model = self.models[model]
+        state = triton_model.state if version is None else triton_model.version_state(version)
+        return state.ready and not self.outlier.is_ejected()
 
-    def why_not(self, model: str) -> str:
+    def why_not(self, model: str, version: str | None = None) -> str:
         if self.outlier.is_ejected():
             return f"{self.url} ejected for {self.outlier.ejected_for_s:.1f}s after repeated failures"
-        return self.models[model].state.reason
+        triton_model = self.models[model]
+        return (triton_model.state if version is None else triton_model.version_state(version)).reason
 
     async def check_readiness(self, timeout_s: float) -> list[ModelState]:
         return list(await asyncio.gather(*(model.check_readiness(timeout_s) for model in self.models.values())))
@@ -73,22 +77,23 @@ class Pool:
     latency_observed_s: float = 0.0  # time.monotonic() of the last observation
     compute_ns: dict[str, float] = field(default_factory=dict)
 
-    def pick(self, model: str, tried: set[Endpoint]) -> Endpoint | None:
-        """The least loaded endpoint that can serve ``model`` and was not tried for this call."""
+    def pick(self, model: str, tried: set[Endpoint], version: str | None = None) -> Endpoint | None:
+        """The least loaded endpoint that can serve ``model`` (``version``: a specific one) and
+        was not tried for this call."""
         if len(self.endpoints) == 1:
             endpoint = self.endpoints[0]
-            return endpoint if endpoint not in tried and endpoint.can_serve(model) else None
-        candidates = [e for e in self.endpoints if e not in tried and e.can_serve(model)]
+            return endpoint if endpoint not in tried and endpoint.can_serve(model, version) else None
+        candidates = [e for e in self.endpoints if e not in tried and e.can_serve(model, version)]
         return min(candidates, key=lambda e: e.in_flight, default=None)
 
-    def view(self, model: str, tried: set[Endpoint]) -> PoolView:
+    def view(self, model: str, tried: set[Endpoint], version: str | None = None) -> PoolView:
         return PoolView(
             name=self.name,
             device=self.device,
             location=self.location,
             usd_per_hour=self.usd_per_hour,
             rank=self.rank,
-            healthy=self.pick(model, tried) is not None,
+            healthy=self.pick(model, tried, version) is not None,
             in_flight=self.in_flight,
             max_in_flight=self.max_in_flight,
             latency_ms=self.recent_latency_ms(),
@@ -108,11 +113,11 @@ class Pool:
     def observe_compute(self, model: str, compute_ns: int) -> None:
         self.compute_ns[model] = _ewma(self.compute_ns.get(model), float(compute_ns))
 
-    def describe(self, model: str) -> str:
+    def describe(self, model: str, version: str | None = None) -> str:
         """Why the pool cannot take ``model`` right now, for error messages."""
-        if any(e.can_serve(model) for e in self.endpoints):
+        if any(e.can_serve(model, version) for e in self.endpoints):
             return f"pool {self.name} is full ({self.in_flight}/{self.max_in_flight} in flight)"
-        return f"pool {self.name}: " + "; ".join(e.why_not(model) for e in self.endpoints)
+        return f"pool {self.name}: " + "; ".join(e.why_not(model, version) for e in self.endpoints)
 
 
 def _channel_args(max_reconnect_backoff_s: float) -> list[tuple[str, int]]:

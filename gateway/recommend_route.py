@@ -33,15 +33,16 @@ class RecommendRoute:
         )
 
     async def answer(
-        self, query: RecommendQuery, timeout_s: float, metadata: Metadata = None
+        self, query: RecommendQuery, timeout_s: float, metadata: Metadata = None, version: str | None = None
     ) -> tuple[ModelAnswer, Placement]:
+        """``version``: the model version to call (None: the serving one)."""
         tensors: list[Tensor] = [(USER_ID, bytes_tensor((query.user_id.encode(),))), (K, int32_tensor(query.k))]
         excluded = query.exclude_item_ids
         if excluded:
             header = tensor_header("EXCLUDE_ITEM_IDS", "BYTES", (1, len(excluded)))
             tensors.append((header, bytes_tensor(item.encode() for item in excluded)))
-        outputs, placement = await self.model.infer(tensors, timeout_s, metadata)
-        answer = recommendation(outputs, outputs.model_version or self.model.state.version)
+        outputs, placement = await self.model.infer(tensors, timeout_s, metadata, version)
+        answer = recommendation(outputs, outputs.model_version or version or self.model.state.version)
         self.model.record_compute(placement, answer.compute_ns)
         return answer, placement
 

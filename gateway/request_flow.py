@@ -50,8 +50,11 @@ class Route(Protocol[Query]):
 
     def cache_key(self, query: Query, state: ModelState) -> str: ...
 
-    async def answer(self, query: Query, timeout_s: float, metadata: Metadata = None) -> tuple[ModelAnswer, Placement]:
-        """``metadata``: sent with the model call (the ``traceparent`` of its span)."""
+    async def answer(
+        self, query: Query, timeout_s: float, metadata: Metadata = None, version: str | None = None
+    ) -> tuple[ModelAnswer, Placement]:
+        """``metadata``: sent with the model call (the ``traceparent`` of its span); ``version``:
+        the model version to call (None: the serving one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ class RequestFlow:
         tally = UsageTally(route.rpc, caller.feature_label, route.model.name)
         settle = self._settlement.settle
         admitted = False
+        plan = None  # a rollout's plan for this call; None when no rollout is active
         try:
             with tally.meter:
                 self._admission.enter(caller.tenant)
@@ -119,14 +123,21 @@ class RequestFlow:
                 query = validate()
                 self._admit(tally.feature, caller.tenant)
                 state = route.model.state
+                rollout = route.model.rollout
+                if rollout is not None:
+                    plan = rollout.plan(state)
+                    state, tally.traffic = plan.state, plan.traffic
                 if not state.build_id:
                     raise BackendUnavailable(f"{route.rpc} unavailable: {state.reason}")
                 tally.model_version, tally.build_id = state.version, state.build_id
                 key = route.cache_key(query, state) if self._cache is not None else ""
-            answer = await self._answer(route, query, key, caller, tally, call_trace)
+            version = None if plan is None else plan.version
+            answer = await self._answer(route, query, key, caller, tally, call_trace, version)
             tally.response_bytes = len(answer.items_wire)
         except RequestError as error:
             info = settle(request_id, caller.tenant, tally, error.status, call_trace)
+            if plan is not None:
+                rollout.finished(plan, error.status, tally, route, query, caller.tenant, None)
             await self._settlement.commit()
             raise SettledRequestError(error, info) from None
         except asyncio.CancelledError:
@@ -147,6 +158,8 @@ class RequestFlow:
             await self._settlement.commit()
             raise SettledRequestError(error, info)
         info = settle(request_id, caller.tenant, tally, "OK", call_trace)
+        if plan is not None:
+            rollout.finished(plan, "OK", tally, route, query, caller.tenant, answer)
         await self._settlement.commit()
         return Answered(answer, info)
 
@@ -158,8 +171,16 @@ class RequestFlow:
             raise BudgetExhausted(decision.message)
 
     async def _answer(
-        self, route: Route[Query], query: Query, key: str, caller: Caller, tally: UsageTally, call_trace: CallTrace
+        self,
+        route: Route[Query],
+        query: Query,
+        key: str,
+        caller: Caller,
+        tally: UsageTally,
+        call_trace: CallTrace,
+        version: str | None = None,
     ) -> ModelAnswer:
+        """``version``: the model version a rollout sends the call to (None: the serving one)."""
         cached = await self._cache_lookup(key, tally, call_trace) if self._cache is not None else None
         if cached is not None:
             tally.cache_hit = True
@@ -172,7 +193,7 @@ class RequestFlow:
         traceparent = call_trace.traceparent(span)
         try:
             answer, placement = await route.answer(
-                query, timeout_s, ((TRACEPARENT, traceparent),) if traceparent else None
+                query, timeout_s, ((TRACEPARENT, traceparent),) if traceparent else None, version
             )
         except BaseException as error:
             if span is not None:

@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import tritonclient.grpc.aio as triton_aio
 
@@ -75,9 +76,30 @@ class Router:
         self._endpoints = [endpoint for pool in pools for endpoint in pool.endpoints]
         # gpu_first orders pools by what never changes: walk that order without building views.
         self._static_order = sorted(pools, key=gpu_first_key) if policy == "gpu_first" else None
+        self._models: dict[str, RoutedModel] = {}
 
     def model(self, name: str) -> RoutedModel:
-        return RoutedModel(name, self)
+        """The one RoutedModel of ``name`` (the routes and the rollout share it)."""
+        routed = self._models.get(name)
+        if routed is None:
+            routed = self._models[name] = RoutedModel(name, self)
+        return routed
+
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints)
+
+    def version_state(self, model: str, version: str) -> ModelState:
+        """Ready when some endpoint can serve that version of the model."""
+        for endpoint in self._endpoints:
+            if endpoint.can_serve(model, version):
+                return endpoint.models[model].version_state(version)
+        reasons = "; ".join(pool.describe(model, version) for pool in self.pools)
+        return ModelState(False, f"no pool can serve version {version} of {model!r}: {reasons}", version)
+
+    def pin_serving(self, model: str, version: str | None) -> None:
+        """Every endpoint serves ``version`` of ``model`` from now on (None: the config's)."""
+        for endpoint in self._endpoints:
+            endpoint.models[model].pin_serving(version)
 
     def pool(self, name: str) -> Pool:
         return self._by_name[name]
@@ -101,17 +123,19 @@ class Router:
         await asyncio.gather(*(e.check_readiness(timeout_s) for pool in self.pools for e in pool.endpoints))
 
     async def infer(
-        self, model: str, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None
+        self, model: str, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None,
+        version: str | None = None,
     ) -> tuple[InferOutputs, Placement]:
-        """``metadata`` goes with every attempt (the W3C ``traceparent`` of the caller's span)."""
+        """``metadata`` goes with every attempt (the W3C ``traceparent`` of the caller's span);
+        ``version``: the model version to call (None: the serving one)."""
         deadline = time.monotonic() + timeout_s
         self._budget.record_request()
         tried: set[Endpoint] = set()
         failure: BackendUnavailable | None = None
         for attempt in range(1, self._max_attempts + 1):
-            decision = self._decide(model, tried)
+            decision = self._decide(model, tried, version)
             if decision is None:
-                raise failure or self._nothing_to_call(model)
+                raise failure or self._nothing_to_call(model, version)
             if failure is not None and not self._budget.try_acquire():
                 raise failure
             pool, endpoint, chosen_reason = decision
@@ -120,7 +144,7 @@ class Router:
             remaining_s = deadline - time.monotonic()
             limit_s = min(remaining_s, self._call_timeout_s)
             try:
-                result = await self._call(pool, endpoint, model, tensors, limit_s, metadata)
+                result = await self._call(pool, endpoint, model, tensors, limit_s, metadata, version)
             except BackendUnavailable as error:
                 self._record_failure(endpoint)
                 failure = error
@@ -142,15 +166,15 @@ class Router:
         assert failure is not None
         raise failure
 
-    def _decide(self, model: str, tried: set[Endpoint]) -> tuple[Pool, Endpoint, Reason] | None:
+    def _decide(self, model: str, tried: set[Endpoint], version: str | None) -> tuple[Pool, Endpoint, Reason] | None:
         """The policy's pool and its endpoint for this attempt, and why (routing_policy.choose)."""
         if self._static_order is not None:
-            return _first_servable(self._static_order, model, tried)
-        decision = choose(self._policy, [p.view(model, tried) for p in self.pools], self._objective_ms)
+            return _first_servable(self._static_order, model, tried, version)
+        decision = choose(self._policy, [p.view(model, tried, version) for p in self.pools], self._objective_ms)
         if decision is None:
             return None
         pool = self._by_name[decision.pool]
-        endpoint = pool.pick(model, tried)
+        endpoint = pool.pick(model, tried, version)
         assert endpoint is not None  # choose() only returns pools with a servable endpoint
         return pool, endpoint, decision.reason
 
@@ -181,21 +205,22 @@ class Router:
         tensors: Sequence[Tensor],
         timeout_s: float,
         metadata: Metadata,
+        version: str | None,
     ) -> InferOutputs:
         pool.in_flight += 1
         endpoint.in_flight += 1
         started = time.perf_counter()
         try:
-            result = await endpoint.models[model].infer(tensors, timeout_s, metadata)
+            result = await endpoint.models[model].infer(tensors, timeout_s, metadata, version)
         finally:
             pool.in_flight -= 1
             endpoint.in_flight -= 1
         pool.observe_latency((time.perf_counter() - started) * 1000)
         return result
 
-    def _nothing_to_call(self, model: str) -> Exception:
-        reasons = "; ".join(pool.describe(model) for pool in self.pools)
-        if any(e.can_serve(model) for pool in self.pools for e in pool.endpoints):
+    def _nothing_to_call(self, model: str, version: str | None) -> Exception:
+        reasons = "; ".join(pool.describe(model, version) for pool in self.pools)
+        if any(e.can_serve(model, version) for pool in self.pools for e in pool.endpoints):
             return PoolsSaturated(f"every pool serving {model!r} is at its concurrency limit: {reasons}")
         return BackendUnavailable(f"no pool can serve {model!r}: {reasons}")
 
@@ -203,18 +228,22 @@ class Router:
         await asyncio.gather(*(e.close() for pool in self.pools for e in pool.endpoints))
 
 
-def _first_servable(ordered: list[Pool], model: str, tried: set[Endpoint]) -> tuple[Pool, Endpoint, Reason] | None:
+def _first_servable(
+    ordered: list[Pool], model: str, tried: set[Endpoint], version: str | None = None
+) -> tuple[Pool, Endpoint, Reason] | None:
     """routing_policy.choose over pools already in the policy's order."""
     for position, pool in enumerate(ordered):
         if pool.in_flight >= pool.max_in_flight:
             continue
-        endpoint = pool.pick(model, tried)
+        endpoint = pool.pick(model, tried, version)
         if endpoint is None:
             continue
         if position == 0:
             return pool, endpoint, "primary"
         preferred = ordered[:position]
-        saturated_only = all(p.in_flight >= p.max_in_flight and p.pick(model, tried) is not None for p in preferred)
+        saturated_only = all(
+            p.in_flight >= p.max_in_flight and p.pick(model, tried, version) is not None for p in preferred
+        )
         return pool, endpoint, "overflow" if saturated_only else "fallback"
     return None
 
@@ -225,15 +254,21 @@ class RoutedModel:
     def __init__(self, name: str, router: Router) -> None:
         self.name = name
         self._router = router
+        # The model's rollout while one is active (shadow or canary), else None: the one check
+        # a call makes when no rollout runs (gateway/rollout.py sets it).
+        self.rollout: Any = None
 
     @property
     def state(self) -> ModelState:
         return self._router.state(self.name)
 
+    def version_state(self, version: str) -> ModelState:
+        return self._router.version_state(self.name, version)
+
     async def infer(
-        self, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None
+        self, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None, version: str | None = None
     ) -> tuple[InferOutputs, Placement]:
-        return await self._router.infer(self.name, tensors, timeout_s, metadata)
+        return await self._router.infer(self.name, tensors, timeout_s, metadata, version)
 
     def record_compute(self, placement: Placement, compute_ns: int) -> None:
         self._router.record_compute(placement.pool, self.name, compute_ns)

@@ -37,12 +37,13 @@ class SearchRoute:
         )
 
     async def answer(
-        self, query: SearchQuery, timeout_s: float, metadata: Metadata = None
+        self, query: SearchQuery, timeout_s: float, metadata: Metadata = None, version: str | None = None
     ) -> tuple[ModelAnswer, Placement]:
+        """``version``: the model version to call (None: the serving one)."""
         excluded = set(query.exclude_item_ids)
         tensors = [(QUERY, bytes_tensor((query.text.encode(),))), (K, int32_tensor(query.k + len(excluded)))]
-        outputs, placement = await self.model.infer(tensors, timeout_s, metadata)
-        version = outputs.model_version or self.model.state.version
+        outputs, placement = await self.model.infer(tensors, timeout_s, metadata, version)
+        version = outputs.model_version or version or self.model.state.version
         answer = search_answer(outputs, {item.encode() for item in excluded}, query.k, version)
         self.model.record_compute(placement, answer.compute_ns)
         return answer, placement

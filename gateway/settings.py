@@ -130,7 +130,7 @@ class Settings(CostingSettings):
     triton_admin_key: SecretStr | None = Field(
         None,
         description="Key of Triton's restricted protocols (statistics, model repository, ...): sent as the "
-        "header triton-grpc-protocol-admin-key on the gateway's statistics calls.",
+        "header triton-grpc-protocol-admin-key on the gateway's statistics calls and on the rollout's loads.",
     )
     triton_max_reconnect_backoff_s: float = Field(
         1.0, gt=0, description="Longest wait between reconnects to a Triton that went away (gRPC's default is 120 s)."
@@ -139,6 +139,39 @@ class Settings(CostingSettings):
     search_model: str = Field("product_search", description="Triton model (ensemble) that answers Search.")
     readiness_poll_s: float = Field(
         1.0, gt=0, description="How often the gateway re-checks Triton server and model readiness."
+    )
+
+    # --- model rollout (gateway/rollout.py) ------------------------------------------------------
+    rollout_refresh_s: float = Field(
+        1.0, gt=0, description="How often each gateway re-reads the rollout state of its models from Redis "
+        "(kept as last known while Redis is down).",
+    )
+    rollout_store_timeout_s: float = Field(1.0, gt=0, description="Budget of one read or write of the rollout state in Redis.")
+    rollout_ready_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for Triton to load a version and for every endpoint to report it ready.",
+    )
+    rollout_drain_s: float = Field(
+        3.0, ge=0, description="After traffic leaves a version (promote, roll back) it is unloaded only this much later, "
+        "so calls already sent to it, and replicas that have not re-read the state yet, finish on it.",
+    )
+    rollout_shadow_max_in_flight: int = Field(
+        16, ge=1, description="Shadow calls in flight per gateway; a mirror above it is skipped (counted), never queued.",
+    )
+    rollout_shadow_timeout_s: float = Field(1.0, gt=0, description="Deadline of one shadow call to the candidate.")
+    rollout_slo_window_s: float = Field(
+        30.0, gt=0, description="Sliding window over which a candidate's error rate and p99 are judged.",
+    )
+    rollout_slo_min_calls: int = Field(
+        20, ge=1, description="Calls of the candidate in the window before its SLOs are judged.",
+    )
+    rollout_slo_max_error_rate: float = Field(
+        0.05, ge=0, le=1, description="Error rate of the candidate above which it is rolled back automatically.",
+    )
+    rollout_slo_max_p99_ms: float = Field(
+        500.0, gt=0, description="p99 latency of the candidate's calls (ms) above which it is rolled back automatically.",
+    )
+    rollout_slo_check_s: float = Field(
+        0.25, gt=0, description="How often at most the candidate's window is judged (it sorts the window's latencies).",
     )
 
     # --- Redis cache --------------------------------------------------------------------

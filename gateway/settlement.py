@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from costing.cost import RequestCost, Usage
 from costing.ledger import CostRecord, LedgerWriter
 from costing.price_book import CACHE_DEVICE, CACHE_POOL, PriceBook
+from costing.records import SERVING_TRAFFIC, SHADOW_TRAFFIC
 from costing.request_pricer import RequestPricer
 from gateway import telemetry_attributes as attr
 from gateway.call_tracing import NO_TRACE, CallTrace
@@ -58,6 +59,7 @@ class UsageTally:
     model_name: str
     model_version: str = ""
     build_id: str = ""
+    traffic: str = SERVING_TRAFFIC
     pool: str = ""
     route_reason: str = ""
     attempts: int = 0
@@ -86,6 +88,7 @@ class AnswerInfo:
     attempts: int
     cache_hit: bool
     cost: RequestCost
+    traffic: str = SERVING_TRAFFIC
 
 
 class SettledRequestError(RequestError):
@@ -163,11 +166,12 @@ class Settlement:
                 attempts=tally.attempts,
                 cache_hit=tally.cache_hit,
                 cost=cost,
+                traffic=tally.traffic,
             )
             self._ledger.record(_cost_record(info, tally, usage, tenant, status, self._pricer.replica))
             if call_trace.span is not None:
                 call_trace.finish(status, span_attributes(info, tally.feature, tenant))
-        if self._observe_duration is not None:
+        if self._observe_duration is not None and tally.traffic != SHADOW_TRAFFIC:  # no caller waited
             self._observe_duration(tally.rpc, time.perf_counter() - tally.started_s)
         return info
 
@@ -215,6 +219,7 @@ def _cost_record(
         replica=replica,
         egress_path=cost.egress_path,
         avoided_is_cash=cost.avoided_is_cash,
+        traffic=info.traffic,
     )
 
 
@@ -226,6 +231,7 @@ def span_attributes(info: AnswerInfo, feature: str, tenant: str) -> dict[str, st
         attr.MODEL_NAME: info.model_name,
         attr.MODEL_VERSION: info.model_version,
         attr.MODEL_BUILD_ID: info.build_id,
+        attr.TRAFFIC: info.traffic,
         attr.POOL: info.pool,
         attr.DEVICE: info.device,
         attr.LOCATION: info.location,

@@ -10,6 +10,7 @@ TENANT = "tollgate.tenant"
 MODEL_NAME = "tollgate.model.name"
 MODEL_VERSION = "tollgate.model.version"
 MODEL_BUILD_ID = "tollgate.model.build_id"
+TRAFFIC = "tollgate.traffic"  # serving | canary | shadow (costing.records.Traffic)
 POOL = "tollgate.pool"
 DEVICE = "tollgate.device"
 LOCATION = "tollgate.location"

@@ -1,5 +1,11 @@
 """One model on one Triton endpoint: its readiness, identity (version, build) and inference.
 
+A model may have several versions loaded (the serving one and a rollout's candidate): each is
+checked for readiness on its own and called by number. The *serving* version is, in order, the
+one the rollout state pins (``serving_override``), the config's ``serving_version`` parameter,
+or the highest loaded version; a version's build id is its config parameter ``build_id.<N>``,
+else ``build_id``.
+
 Readiness and identity go through tritonclient; inference through the raw stub of
 gateway/triton_infer.py (the hot path).
 
@@ -36,6 +42,32 @@ class ModelState:
     build_id: str = ""
 
 
+# Config parameters of a versioned model (model_repo/recommender/config.pbtxt).
+SERVING_VERSION_PARAMETER = "serving_version"
+BUILD_ID_PARAMETER = "build_id"
+
+
+def version_build_id(parameters: dict, version: str) -> str:
+    """A version's build id from the config's parameters: ``build_id.<N>``, else ``build_id``."""
+    own = parameters.get(f"{BUILD_ID_PARAMETER}.{version}", {}).get("string_value", "")
+    return own or parameters.get(BUILD_ID_PARAMETER, {}).get("string_value", "")
+
+
+def serving_version(versions: list[str], parameters: dict, override: str | None) -> str:
+    """The serving version: the rollout's, else the config's ``serving_version``, else the highest
+    loaded one (by number: "10" is above "9")."""
+    if override:
+        return override
+    configured = parameters.get(SERVING_VERSION_PARAMETER, {}).get("string_value", "")
+    if configured:
+        return configured
+    return max(versions, key=_version_order, default="")
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)
+
+
 class TritonModel:
     def __init__(
         self,
@@ -54,6 +86,17 @@ class TritonModel:
         self.pool_name = pool_name
         self.device = device
         self.state = ModelState(ready=False, reason=f"Triton at {url} has not been checked yet")
+        # Every loaded version (ready or not) by number; ``state`` is the serving one's.
+        self.versions: dict[str, ModelState] = {}
+        self.serving_override: str | None = None
+
+    def pin_serving(self, version: str | None) -> None:
+        """The serving version the rollout state names (None: the config's); applied at once
+        when that version is known to be ready, else at the next readiness check."""
+        self.serving_override = version
+        state = self.versions.get(version or "")
+        if state is not None and state.ready:
+            self.state = state
 
     async def check_readiness(self, timeout_s: float) -> ModelState:
         """Asks Triton whether the server and this model are ready; reads version and build id."""
@@ -65,6 +108,7 @@ class TritonModel:
             else:
                 state = await self._ready_state(timeout_s)
         except InferenceServerException as exc:
+            self.versions = {}
             state = ModelState(False, f"Triton at {self.url} (pool {self.pool_name}) is unreachable: {exc.message()}")
         if not state.ready:
             state = ModelState(False, state.reason, self.state.version, self.state.build_id)
@@ -74,18 +118,47 @@ class TritonModel:
         return state
 
     async def _ready_state(self, timeout_s: float) -> ModelState:
+        """The serving version's state; fills ``versions`` with each loaded version's readiness."""
         metadata = await self.client.get_model_metadata(self.name, as_json=True, client_timeout=timeout_s)
         config = await self.client.get_model_config(self.name, as_json=True, client_timeout=timeout_s)
-        versions = metadata.get("versions") or [""]
-        build_id = config["config"].get("parameters", {}).get("build_id", {}).get("string_value", "")
-        return ModelState(True, f"model {self.name!r} ready on {self.url}", version=max(versions), build_id=build_id)
+        parameters = config["config"].get("parameters", {})
+        loaded = list(metadata.get("versions") or [])
+        ready = await asyncio.gather(
+            *(self.client.is_model_ready(self.name, version, client_timeout=timeout_s) for version in loaded)
+        )
+        self.versions = {
+            version: ModelState(
+                is_ready,
+                f"version {version} of {self.name!r} is {'ready' if is_ready else 'not ready'} on {self.url}",
+                version,
+                version_build_id(parameters, version),
+            )
+            for version, is_ready in zip(loaded, ready)
+        }
+        serving = serving_version(loaded, parameters, self.serving_override)
+        state = self.versions.get(serving)
+        if state is None:
+            return ModelState(False, f"serving version {serving or '?'} of {self.name!r} is not loaded on {self.url}")
+        return ModelState(state.ready, f"model {self.name!r} version {serving} on {self.url}", serving, state.build_id)
+
+    def version_state(self, version: str) -> ModelState:
+        """The readiness of one loaded version (not ready when it is not loaded here)."""
+        state = self.versions.get(version)
+        if state is None:
+            return ModelState(False, f"version {version} of {self.name!r} is not loaded on {self.url}")
+        return state
 
     async def infer(
-        self, tensors: Sequence[Tensor], timeout_s: float, metadata: tuple[tuple[str, str], ...] | None = None
+        self,
+        tensors: Sequence[Tensor],
+        timeout_s: float,
+        metadata: tuple[tuple[str, str], ...] | None = None,
+        version: str | None = None,
     ) -> InferOutputs:
         """One inference under ``timeout_s``; on expiry the gRPC call to Triton is cancelled.
-        ``metadata``: sent with the call (the W3C ``traceparent``)."""
-        state = self.state
+        ``metadata``: sent with the call (the W3C ``traceparent``); ``version``: the version to
+        call (None: the serving one)."""
+        state = self.state if version is None else self.version_state(version)
         if not state.ready:
             raise BackendUnavailable(f"{self.name} unavailable: {state.reason}")
         if timeout_s <= 0:

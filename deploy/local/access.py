@@ -41,8 +41,8 @@ class LocalAccess:
 
 
 def provision(directory: Path, tenants: tuple[str, ...] = LOCAL_TENANTS, *, reuse: bool = False) -> LocalAccess:
-    """A key file in ``directory`` with a caller and a finance key per tenant and one
-    global-finance key, plus a cache secret. The tokens and the secret are also written to
+    """A key file in ``directory`` with a caller and a finance key per tenant, one
+    global-finance key and one operator key (model rollouts), plus a cache secret. The tokens and the secret are also written to
     ``local-access.json`` beside it (mode 0600) for whoever drives the local stack by hand; with
     ``reuse`` an earlier run's keys are kept (``make serve`` restarts with the same tokens)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def provision(directory: Path, tenants: tuple[str, ...] = LOCAL_TENANTS, *, reus
     if reuse and keys.path.exists() and readable.exists():
         saved = json.loads(readable.read_text())
         tokens = {(name.split()[0], Role(name.split()[1])): token for name, token in saved["tokens"].items()}
-        if {tenant for tenant, _ in tokens} >= set(tenants):
+        if {tenant for tenant, _ in tokens} >= set(tenants) and (ALL_TENANTS, Role.OPERATOR) in tokens:
             return LocalAccess(keys.path, tokens, configs, saved["cache_secret"])
     keys.path.unlink(missing_ok=True)
     tokens: dict[tuple[str, Role], str] = {}
@@ -60,6 +60,7 @@ def provision(directory: Path, tenants: tuple[str, ...] = LOCAL_TENANTS, *, reus
         for role in (Role.CALLER, Role.FINANCE):
             tokens[(tenant, role)] = keys.create(tenant, role, label=f"local {role.value}")[1]
     tokens[(ALL_TENANTS, Role.FINANCE_GLOBAL)] = keys.create(ALL_TENANTS, Role.FINANCE_GLOBAL, label="local finance")[1]
+    tokens[(ALL_TENANTS, Role.OPERATOR)] = keys.create(ALL_TENANTS, Role.OPERATOR, label="local operator")[1]
     cache_secret = secrets.token_urlsafe(32)
     readable.write_text(
         json.dumps(

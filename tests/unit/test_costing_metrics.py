@@ -62,7 +62,9 @@ def test_requests_are_counted_by_status_and_cache() -> None:
     samples = [s for family in metrics.requests.collect() for s in family.samples if s.name.endswith("_total")]
     assert sum(s.value for s in samples if s.labels["cache"] == "hit") == 9
     assert sum(s.value for s in samples if s.labels["status"] == "DEADLINE_EXCEEDED") == 4
-    assert set(samples[0].labels) == {"feature", "tenant", "model", "pool", "rpc", "status", "cache", "route_reason"}
+    assert set(samples[0].labels) == {
+        "feature", "tenant", "model", "model_version", "traffic", "pool", "rpc", "status", "cache", "route_reason"
+    }
 
 
 async def test_a_failing_observer_never_loses_the_record(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

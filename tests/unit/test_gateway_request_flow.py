@@ -44,6 +44,7 @@ class MemoryCache:
 class ScriptedModel:
     name = "recommender"
     pool_name = "cpu-local"
+    rollout = None  # no rollout active
 
     def __init__(self, ready=True):
         reason = "ready" if ready else "Triton at 127.0.0.1:1 is unreachable"
@@ -63,7 +64,7 @@ class ScriptedRoute:
     def cache_key(self, query, state):
         return KEYS.key(self.rpc, self.model.name, state.version, state.build_id, [query.user_id, query.k])
 
-    async def answer(self, query, timeout_s, metadata=None):
+    async def answer(self, query, timeout_s, metadata=None, version=None):
         self.calls.append(query)
         self.timeouts.append(timeout_s)
         self.metadata.append(metadata)
@@ -267,7 +268,7 @@ async def test_without_commit_before_answer_records_wait_for_the_flush(ledger, b
 class HangingRoute(ScriptedRoute):
     """A model that never answers: the call ends only by cancellation."""
 
-    async def answer(self, query, timeout_s, metadata=None):
+    async def answer(self, query, timeout_s, metadata=None, version=None):
         self.calls.append(query)
         await asyncio.Event().wait()
 
@@ -327,9 +328,9 @@ class SlowRoute(ScriptedRoute):
         super().__init__()
         self.delay_s = delay_s
 
-    async def answer(self, query, timeout_s, metadata=None):
+    async def answer(self, query, timeout_s, metadata=None, version=None):
         await asyncio.sleep(self.delay_s)
-        return await super().answer(query, timeout_s, metadata)
+        return await super().answer(query, timeout_s, metadata, version)
 
 
 async def test_an_answer_ready_after_the_callers_deadline_is_recorded_as_deadline_exceeded(ledger, book):

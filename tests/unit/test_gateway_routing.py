@@ -109,7 +109,7 @@ class ScriptedTriton:
         self.calls = 0
         self.state = ModelState(True, "ready", "1", "b1")
 
-    async def infer(self, inputs, timeout_s, metadata=None):
+    async def infer(self, inputs, timeout_s, metadata=None, version=None):
         self.calls += 1
         if self.fail_with is not None:
             raise self.fail_with
@@ -134,7 +134,7 @@ class SlowTriton(ScriptedTriton):
         self.needs_s = needs_s
         self.timeouts = []
 
-    async def infer(self, inputs, timeout_s, metadata=None):
+    async def infer(self, inputs, timeout_s, metadata=None, version=None):
         self.calls += 1
         self.timeouts.append(timeout_s)
         if timeout_s <= self.needs_s:

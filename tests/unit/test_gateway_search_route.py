@@ -44,7 +44,7 @@ class Ensemble:
         self.recorded = []
         self.state = ModelState(True, "ready", "1", "b1")
 
-    async def infer(self, tensors, timeout_s, metadata=None):
+    async def infer(self, tensors, timeout_s, metadata=None, version=None):
         self.tensors = [raw for _, raw in tensors]  # QUERY, K
         return self.outputs, PLACEMENT
 
