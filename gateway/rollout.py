@@ -320,16 +320,13 @@ class RolloutController:
         )
 
     def _loaded_versions(self, model: str) -> list[tuple[str, str, bool]]:
-        """Every version some endpoint has loaded: its build and whether every endpoint has it ready."""
-        endpoints = self._router.endpoints()
-        numbers = sorted({v for e in endpoints for v in e.models[model].versions}, key=lambda v: (len(v), v))
+        """Every version ready on some endpoint: its build, and whether every endpoint has it ready.
+        (Triton's metadata keeps listing an unloaded version: readiness tells.)"""
+        states = [e.models[model] for e in self._router.endpoints()]
+        ready = {v: s for m in states for v, s in m.versions.items() if s.ready}
         return [
-            (
-                version,
-                next((e.models[model].versions[version].build_id for e in endpoints if version in e.models[model].versions), ""),
-                all(e.models[model].version_state(version).ready for e in endpoints),
-            )
-            for version in numbers
+            (version, ready[version].build_id, all(m.version_state(version).ready for m in states))
+            for version in sorted(ready, key=lambda v: (len(v), v))
         ]
 
     async def start_rollout(self, model: str, mode: Mode, candidate: str, share: float) -> RolloutState:
@@ -365,11 +362,12 @@ class RolloutController:
         """The candidate serves from now on; the previous serving version is unloaded after the drain."""
         self.known(model)
         async with self._lock:
-            changed = rollout_state.promote(await self._refresh(model))
+            state = await self._refresh(model)
+            changed = rollout_state.promote(state)
             await self._store.save(changed)
             self._apply(changed)
             self._metrics.transitions.labels(model, "promote").inc()
-            await self._unload_after_drain(changed)
+            await self._unload_after_drain(changed, state.serving)
             return changed
 
     async def rollback(self, model: str, reason: RollbackReason = "operator", detail: str = "") -> RolloutState:
@@ -390,13 +388,13 @@ class RolloutController:
         self._metrics.transitions.labels(state.model, "rollback").inc()
         self._metrics.rollbacks.labels(state.model, reason).inc()
         log.warning("rollout of %s: %s", state.model, changed.note)
-        await self._unload_after_drain(changed)
+        await self._unload_after_drain(changed, state.candidate)
         return changed
 
-    async def _unload_after_drain(self, state: RolloutState) -> None:
-        """Keeps only the serving version loaded, once calls already sent elsewhere are done."""
+    async def _unload_after_drain(self, state: RolloutState, dropped: str) -> None:
+        """Keeps only the serving version loaded, once calls already sent to ``dropped`` are done."""
         await asyncio.sleep(self._drain_s)
-        await self._repository.keep_versions(state.model, [state.serving], state.serving)
+        await self._repository.keep_versions(state.model, [state.serving], state.serving, [dropped])
         await self._router.check_readiness(self._readiness_timeout_s)
 
     def _breached(self, state: RolloutState, verdict: Verdict) -> None:

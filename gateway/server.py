@@ -19,13 +19,14 @@ import signal
 from collections.abc import Callable
 
 import grpc
+from prometheus_client import CollectorRegistry
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from costing.accounting import CostAccounting
 from costing.price_book import load_price_book
-from gateway import cost_servicer, recommendation_servicer, search_servicer
+from gateway import cost_servicer, recommendation_servicer, rollout_servicer, search_servicer
 from gateway.admission import Admission
 from gateway.api_keys import KeyStore
 from gateway.authentication import Authenticator
@@ -40,11 +41,17 @@ from gateway.result_cache import CacheKeys, CacheSecret, ResultCache
 from gateway.search_route import SearchRoute
 from gateway.request_metrics import RequestMetrics
 from gateway.settings import Settings
+from gateway.router import Router
 from gateway.settlement import Settlement
 from gateway.tenants import TenantRegistry, tenant_rates
 from gateway.tls import server_credentials
 from gateway.tracing import setup_tracing
+from gateway.rollout import RolloutController, ShadowMirror
+from gateway.rollout_metrics import RolloutMetrics
+from gateway.rollout_store import RolloutStore
+from gateway.rollout_window import Slo
 from gateway.router_factory import build_router
+from gateway.triton_repository import TritonRepository
 from gateway.validation import Limits
 
 log = logging.getLogger(__name__)
@@ -116,6 +123,7 @@ class Gateway:
             admission=Admission(settings.max_concurrent_calls, tenant_rates(settings.tenants)),
             accepting=self._ledger_accepting,
         )
+        self._rollouts = _rollout_controller(settings, self._router, settlement, self._accounting.metrics.registry)
         limits = Limits(settings.max_k, settings.max_exclude_item_ids, settings.max_id_length, settings.max_query_chars)
         callers = _callers(settings, on_refused=lambda reason: health_metrics.refused.labels(reason).inc())
         cache_keys = CacheKeys(settings.cache_prefix, cache_secret)
@@ -136,12 +144,14 @@ class Gateway:
             search_servicer.SearchServicer(flow, SearchRoute(search, cache_keys), limits, callers, tracer),
         )
         register(self._server, cost_servicer.SERVICE, cost_servicer.CostServicer(self._accounting, callers))
+        register(self._server, rollout_servicer.SERVICE, rollout_servicer.RolloutServicer(self._rollouts, callers))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         if settings.reflection_enabled:
             reflection.enable_server_reflection(
                 (
                     *self._models,
                     cost_servicer.SERVICE.full_name,
+                    rollout_servicer.SERVICE.full_name,
                     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                     reflection.SERVICE_NAME,
                 ),
@@ -169,6 +179,8 @@ class Gateway:
         # Check Triton once before taking calls: with several workers on one port, a call may
         # reach a worker other than the one whose health check said SERVING.
         await self._router.check_readiness(timeout_s=self.settings.readiness_poll_s)
+        # The rollout state (serving version, candidate) before the first call.
+        await self._rollouts.start()
         await self._server.start()
         self._readiness_task = asyncio.create_task(self._watch_readiness(), name="triton-readiness")
         pools = ", ".join(f"{pool.name} {pool.endpoints}" for pool in self.settings.effective_pools())
@@ -209,6 +221,7 @@ class Gateway:
             self._readiness_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._readiness_task
+        await self._rollouts.close()  # shadow calls in flight are settled before the ledger closes
         await self._accounting.close()
         if self._cache is not None:
             await self._cache.close()
@@ -232,6 +245,33 @@ def _callers(settings: Settings, on_refused: Callable[[str], None]) -> CallerRea
     if keys is None and not cert_tenants:
         raise RuntimeError("no way to authenticate callers: set TOLLGATE_API_KEYS_FILE or mutual TLS")
     return CallerReader(Authenticator(keys, cert_tenants=cert_tenants), tenants, on_refused)
+
+
+def _rollout_controller(
+    settings: Settings, router: Router, settlement: Settlement, registry: CollectorRegistry
+) -> RolloutController:
+    """Model rollouts: state in Redis under the cache prefix, versions loaded with Triton's admin key."""
+    admin_key = settings.triton_admin_key
+    headers = {TRITON_ADMIN_HEADER: admin_key.get_secret_value()} if admin_key else None
+    clients = [(endpoint.url, endpoint.client) for endpoint in router.endpoints()]
+    return RolloutController(
+        router,
+        RolloutStore(settings.redis_url, settings.cache_prefix, settings.rollout_store_timeout_s),
+        TritonRepository(clients, headers, settings.rollout_ready_timeout_s),
+        ShadowMirror(settlement, settings.rollout_shadow_max_in_flight, settings.rollout_shadow_timeout_s),
+        RolloutMetrics(registry),
+        [settings.recommender_model, settings.search_model],
+        slo=Slo(
+            settings.rollout_slo_window_s,
+            settings.rollout_slo_min_calls,
+            settings.rollout_slo_max_error_rate,
+            settings.rollout_slo_max_p99_ms,
+        ),
+        slo_check_s=settings.rollout_slo_check_s,
+        refresh_s=settings.rollout_refresh_s,
+        drain_s=settings.rollout_drain_s,
+        readiness_timeout_s=settings.rollout_ready_timeout_s,
+    )
 
 
 def _listen(server: grpc.aio.Server, settings: Settings) -> int:

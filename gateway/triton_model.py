@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from collections.abc import Sequence
 
@@ -108,10 +108,10 @@ class TritonModel:
             else:
                 state = await self._ready_state(timeout_s)
         except InferenceServerException as exc:
-            self.versions = {}
             state = ModelState(False, f"Triton at {self.url} (pool {self.pool_name}) is unreachable: {exc.message()}")
         if not state.ready:
             state = ModelState(False, state.reason, self.state.version, self.state.build_id)
+            self.versions = {version: replace(known, ready=False) for version, known in self.versions.items()}
         if state.ready != self.state.ready:
             log.log(logging.INFO if state.ready else logging.WARNING, "pool %s: %s", self.pool_name, state.reason)
         self.state = state

@@ -37,16 +37,20 @@ class TritonRepository:
         self._headers = headers
         self._timeout_s = timeout_s
 
-    async def keep_versions(self, model: str, versions: Sequence[str], serving: str) -> None:
+    async def keep_versions(
+        self, model: str, versions: Sequence[str], serving: str, dropped: Sequence[str] = ()
+    ) -> None:
         """Loads exactly ``versions`` of ``model`` on every endpoint (``serving`` first among them)
-        and returns once every endpoint reports each of them ready. NotFound when a version
-        cannot be loaded (not in the repository, or its model failed to initialise);
-        BackendUnavailable when an endpoint cannot be reached."""
+        and returns once every endpoint reports each of them ready, and ``dropped`` (versions
+        this load unloads) ready nowhere. NotFound when a version cannot be loaded (not in the
+        repository, or its model failed to initialise); BackendUnavailable when an endpoint
+        cannot be reached."""
         for version in versions:
             if not version.isdigit():
                 raise NotFound(f"version {version!r} of {model!r}: versions are numbers")
         await asyncio.gather(*(self._load(url, client, model, versions, serving) for url, client in self._clients))
         await self._wait_ready(model, versions)
+        await self._wait_unloaded(model, dropped)
 
     async def ready_everywhere(self, model: str, versions: Sequence[str]) -> bool:
         return not await self._not_ready(model, versions)
@@ -90,6 +94,16 @@ class TritonRepository:
                     f"not ready within {self._timeout_s:g}s after the load: {'; '.join(missing)} "
                     "(is the version in the model repository, and does its model initialise?)"
                 )
+            await asyncio.sleep(READY_POLL_S)
+
+    async def _wait_unloaded(self, model: str, versions: Sequence[str]) -> None:
+        deadline = time.monotonic() + self._timeout_s
+        while versions:
+            still = await self._not_ready(model, versions)
+            if len(still) == len(versions) * len(self._clients):
+                return
+            if time.monotonic() >= deadline:
+                raise BackendUnavailable(f"versions {', '.join(versions)} of {model!r} still ready after {self._timeout_s:g}s")
             await asyncio.sleep(READY_POLL_S)
 
     async def _absent(self, model: str, versions: Sequence[str]) -> list[str]:

@@ -111,6 +111,10 @@ class TritonServer:
             "--disable-auto-complete-config",
             "--allow-gpu-metrics=false",
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            # Ready means serving, whatever a model load in progress (a rollout loads versions
+            # on a live server; strict readiness would take the whole server out meanwhile).
+            # Model readiness is checked per model and version (start() and the gateway).
+            "--strict-readiness=false",
             *self._model_control_args(),
             *self.extra_args,
         ]
