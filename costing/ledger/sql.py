@@ -52,6 +52,7 @@ GROUP_KEYS: tuple[str, ...] = (
     "rpc",
     "day",
     "cache_hit",
+    "traffic",
 )
 # What allocated charges carry, hence what fully-loaded cost can be grouped by.
 ALLOCATION_KEYS: tuple[str, ...] = ("feature", "tenant", "model", "pool", "device", "day")

@@ -25,6 +25,7 @@ from costing.reconciliation.summary import resource_summary, tie_out
 from costing.report import build_report as build_cost_report
 from costing.report_render import render
 from deploy.local.demo_client import drive
+from deploy.local.demo_rollout import demo_repository, print_rollout, rollout_report, shadow_step, version_costs, version_quality
 from deploy.local.demo_report import build_report, print_report
 from deploy.local.redis import delete_prefixed
 from deploy.local.settings import REPO_ROOT, get_local_settings
@@ -54,6 +55,8 @@ def main(
     deadline_s: float = typer.Option(2.0, min=0.01, help="Deadline of each call."),
     seed: int = typer.Option(7, help="Seed of the traffic plan."),
     report_path: Path = typer.Option(REPO_ROOT / "demo-report.json", help="Where the JSON summary goes."),
+    shadow_requests: int = typer.Option(200, min=0, help="Recommend calls of the rollout step (a candidate in shadow)."),
+    shadow_share: float = typer.Option(1.0, min=0.0, max=1.0, help="Share of the rollout step's calls mirrored to the candidate."),
 ) -> None:
     """Run the demo end to end and write its report."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -71,7 +74,10 @@ def main(
         "routing_policy": "cheapest_within_slo",
         "cache_prefix": cache_prefix,
     }
-    with local_stack(settings, "demo", fresh_ledger=True, gateway_settings=gateway_settings) as stack:
+    repository = demo_repository(local_settings.model_repository, local_settings.run_dir / "demo")
+    with local_stack(
+        settings, "demo", fresh_ledger=True, gateway_settings=gateway_settings, model_repository=repository
+    ) as stack:
         stack.on_stop(delete_prefixed, settings.redis_url, cache_prefix)  # while Redis is still up
         console.print(
             f"[bold]Sending {requests} Recommend and {searches} Search calls to {stack.gateway_address} "
@@ -81,6 +87,11 @@ def main(
         started = time.perf_counter()
         outcomes = asyncio.run(drive(stack.gateway_address, calls, concurrency, deadline_s, stack.access))
         duration_s = time.perf_counter() - started
+        recommend_calls = [call for call in calls if call.rpc == "Recommend"][:shadow_requests]
+        console.print(f"[bold]Rollout step:[/bold] a candidate recommender in shadow for {len(recommend_calls)} calls")
+        step = asyncio.run(
+            shadow_step(stack.gateway_address, stack.access, recommend_calls, concurrency, deadline_s, shadow_share)
+        )
         console.print(f"waiting for the reconciliation of the last {DEMO_WINDOW_S:.0f}-second window")
         _sleep_until(_next_window_start() + DEMO_GRACE_S + 1.0)
     # The stack is stopped here: the gateway has drained and flushed its ledger and spans.
@@ -98,6 +109,9 @@ def main(
     )
     print_report(report, console)
     ledger = SqliteLedger(stack.ledger_path)
+    costs, quality = version_costs(ledger), version_quality(repository)
+    print_rollout(step, costs, quality, console)
+    report["rollout"] = rollout_report(step, costs, quality)
     console.print(
         f"[bold]What finance pulls:[/bold] tollgate cost report --by feature --ledger {stack.ledger_path}\n"
         "every resource (Triton pool x model, gateway replica, cache node, egress path, storage, operations) "
@@ -116,7 +130,7 @@ def main(
     report["cost_chart"] = str(chart_path)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {report_path} and the chart {chart_path}")
-    if report["errors"]:
+    if report["errors"] or step.errors:
         raise typer.Exit(1)
 
 

@@ -70,12 +70,14 @@ def local_stack(
     pools: Sequence[LocalPool] = LOCAL_POOLS,
     local_settings: LocalStackSettings | None = None,
     reuse_keys: bool = False,
+    model_repository: Path | None = None,
 ) -> Iterator[RunningStack]:
     """Starts what is missing and yields the addresses; ``run_name`` names the folder under
     the local stack's ``run_dir`` that holds this run's logs, ledger and spans. The gateway
     listens on ``gateway_port``, or on a free port when it is None; ``gateway_settings``
     overrides its settings (field name -> value). The run's tenants and API keys are made in
-    ``<run>/access`` (kept across runs with ``reuse_keys``)."""
+    ``<run>/access`` (kept across runs with ``reuse_keys``). ``model_repository``: what Triton
+    serves (default: the local settings' repository)."""
     local_settings = local_settings or get_local_settings()
     run_dir = local_settings.run_dir / run_name
     log_dir = run_dir / "logs"
@@ -86,7 +88,8 @@ def local_stack(
     with contextlib.ExitStack() as stack:
         redis = ensure_redis(settings.redis_url, log_dir)
         stack.callback(redis.stop)
-        tritons = start_tritons(local_settings.model_repository, [pool.name for pool in pools], log_dir, stack)
+        repository = model_repository or local_settings.model_repository
+        tritons = start_tritons(repository, [pool.name for pool in pools], log_dir, stack)
         gateway_port = gateway_port or free_port()
         access = provision(run_dir / "access", reuse=reuse_keys)
         env = settings_env(

@@ -29,7 +29,7 @@ from gateway.api import rollout_pb2, rollout_pb2_grpc
 from gateway.api_keys import ALL_TENANTS, Role
 from tests.e2e.conftest import GatewayLauncher, RunningGateway
 from tests.e2e.rollout_load import Call, SteadyLoad
-from tests.e2e.rollout_repository import BROKEN_CANDIDATE, GOOD_CANDIDATE, MODEL, SERVING, build_versioned_repository
+from tests.e2e.rollout_repository import BROKEN_CANDIDATE, GOOD_CANDIDATE, MODEL, SERVING, rollout_repository
 from tests.support import e2e_log_path, wait_for
 
 RATE_PER_S = float(os.environ.get("TOLLGATE_TEST_ROLLOUT_RPS", "100"))
@@ -51,7 +51,7 @@ LEDGER_BOUND_S = 30.0
 def rollout_triton(model_repository, tmp_path_factory) -> Iterator[TritonServer]:
     """Triton on a versioned copy of the repository, the model-repository API behind an admin key."""
     repository = tmp_path_factory.mktemp("versioned-repository")
-    build_versioned_repository(model_repository, repository)
+    rollout_repository(model_repository, repository)
     server = TritonServer(
         repository,
         models=[MODEL],
