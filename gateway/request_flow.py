@@ -155,6 +155,8 @@ class RequestFlow:
             # Answered too late: the caller gets DEADLINE_EXCEEDED from gRPC, and so does the ledger.
             error = DeadlineExceeded("the answer was ready after the caller's deadline")
             info = settle(request_id, caller.tenant, tally, error.status, call_trace)
+            if plan is not None:
+                rollout.finished(plan, error.status, tally, route, query, caller.tenant, None)
             await self._settlement.commit()
             raise SettledRequestError(error, info)
         info = settle(request_id, caller.tenant, tally, "OK", call_trace)

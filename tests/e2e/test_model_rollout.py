@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -233,3 +235,51 @@ def test_a_candidate_failing_at_run_time_is_rolled_back_within_the_slo_window(ro
     )
     canary_rows = [row for row in rows if row["traffic"] == "canary"]
     assert Counter((row["model_version"], row["status"]) for row in canary_rows) == {(BROKEN_CANDIDATE, "INTERNAL"): len(failed)}
+
+
+def rollout_error(gateway: RunningGateway, method: str, metadata=None, **fields: object) -> grpc.RpcError:
+    request_type = rollout_pb2.StartRolloutRequest if method in ("Shadow", "Canary") else rollout_pb2.RolloutRequest
+    fields.setdefault("model", MODEL)
+    with grpc.insecure_channel(gateway.address) as channel, pytest.raises(grpc.RpcError) as refused:
+        getattr(rollout_pb2_grpc.ModelRolloutStub(channel), method)(
+            request_type(**fields), timeout=OPERATION_DEADLINE_S,
+            metadata=metadata or gateway.metadata(ALL_TENANTS, Role.OPERATOR),
+        )  # fmt: skip
+    return refused.value
+
+
+def test_rollout_operations_are_for_operators_and_refuse_what_does_not_apply(rollout_gateway):
+    gateway = rollout_gateway
+    assert operate(gateway, "Status").mode == "none"
+    caller = rollout_error(gateway, "Status", metadata=gateway.metadata("shop-uk", Role.CALLER))
+    assert caller.code() == grpc.StatusCode.PERMISSION_DENIED and "operator" in caller.details()
+    unknown = rollout_error(gateway, "Status", model="no-such-model")
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND and "no-such-model" in unknown.details()
+    share = rollout_error(gateway, "Canary", candidate=GOOD_CANDIDATE, share=1.5)
+    assert share.code() == grpc.StatusCode.INVALID_ARGUMENT and share.details().startswith("share:")
+    missing_share = rollout_error(gateway, "Shadow", candidate=GOOD_CANDIDATE)
+    assert missing_share.code() == grpc.StatusCode.INVALID_ARGUMENT and missing_share.details().startswith("share:")
+    promote = rollout_error(gateway, "Promote")
+    assert promote.code() == grpc.StatusCode.FAILED_PRECONDITION and "no candidate" in promote.details()
+    rollback = rollout_error(gateway, "Rollback")
+    assert rollback.code() == grpc.StatusCode.FAILED_PRECONDITION
+    absent = rollout_error(gateway, "Canary", candidate="9", share=0.1)
+    assert absent.code() == grpc.StatusCode.NOT_FOUND and "version 9" in absent.details()
+    assert operate(gateway, "Status").mode == "none", "a refused operation changes nothing"
+
+
+def test_the_cli_prints_the_rollout(rollout_gateway):
+    gateway = rollout_gateway
+    serving = operate(gateway, "Status").serving_version
+    token = gateway.metadata(ALL_TENANTS, Role.OPERATOR)[0][1].removeprefix("Bearer ")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "models", "status", MODEL, "--address", gateway.address],
+        env={**os.environ, "TOLLGATE_API_KEY": token}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"serving    version {serving}" in result.stdout and "candidate  none" in result.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "models", "promote", MODEL, "--address", gateway.address],
+        env={**os.environ, "TOLLGATE_API_KEY": token}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and refused.stderr.startswith("FAILED_PRECONDITION:")
