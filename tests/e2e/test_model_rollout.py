@@ -122,7 +122,7 @@ def share_of(calls: list[Call], version: str) -> float:
     return sum(call.version == version for call in calls) / len(calls)
 
 
-def test_shadow_canary_promote_and_a_forced_rollback_lose_no_call(rollout_gateway, buyers):
+def test_shadow_canary_promote_and_a_forced_rollback_lose_no_call(rollout_gateway, buyers, record_property):
     gateway = rollout_gateway
     serving = operate(gateway, "Status").serving_version
     candidate = GOOD_CANDIDATE if serving == SERVING else SERVING
@@ -204,9 +204,19 @@ def test_shadow_canary_promote_and_a_forced_rollback_lose_no_call(rollout_gatewa
     in_shadow = [call for call in calls if shadow_on <= call.started < canary_sent]
     assert abs(len(shadow_rows) / len(in_shadow) - SHADOW_SHARE) <= SPLIT_TOLERANCE
     assert shadowed.shadow_compared > 0 and shadowed.shadow_mean_overlap == 1.0, "a copy of the model answers alike"
+    seconds = calls[-1].ended - calls[0].started
+    record_property("calls", len(calls))
+    record_property("calls_per_s", round(len(calls) / seconds, 1))
+    record_property("canary_share", f"{share_of(in_canary, candidate):.4f} of {len(in_canary)}")
+    record_property("shadow_share", f"{len(shadow_rows) / len(in_shadow):.4f} of {len(in_shadow)}")
+    record_property("operation_s", {
+        "shadow": round(shadow_on - shadow_sent, 2), "canary": round(canary_on - canary_sent, 2),
+        "promote": round(promoted_on - promote_sent, 2), "canary_with_load": round(second_on - second_sent, 2),
+        "rollback": round(rolled_back_on - rollback_sent, 2),
+    })  # fmt: skip
 
 
-def test_a_candidate_failing_at_run_time_is_rolled_back_within_the_slo_window(rollout_gateway, buyers):
+def test_a_candidate_failing_at_run_time_is_rolled_back_within_the_slo_window(rollout_gateway, buyers, record_property):
     gateway = rollout_gateway
     serving = operate(gateway, "Status").serving_version
     canary = operate(gateway, "Canary", candidate=BROKEN_CANDIDATE, share=0.5)
@@ -235,6 +245,8 @@ def test_a_candidate_failing_at_run_time_is_rolled_back_within_the_slo_window(ro
     )
     canary_rows = [row for row in rows if row["traffic"] == "canary"]
     assert Counter((row["model_version"], row["status"]) for row in canary_rows) == {(BROKEN_CANDIDATE, "INTERNAL"): len(failed)}
+    record_property("failed_calls_before_rollback", len(failed))
+    record_property("rollback_seen_after_s", round(rolled_back_on - canary_on, 2))
 
 
 def rollout_error(gateway: RunningGateway, method: str, metadata=None, **fields: object) -> grpc.RpcError:

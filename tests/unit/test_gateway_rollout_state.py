@@ -11,6 +11,7 @@ from gateway.errors import FailedPrecondition, InvalidArgument
 from gateway.rollout import jaccard
 from gateway.rollout_state import EvenSplit, RolloutState, promote, rollback, start
 from gateway.rollout_window import OutcomeWindow, Slo, nearest_rank
+from gateway.triton_model import serving_version, version_build_id
 
 IDLE = RolloutState("recommender")
 
@@ -137,3 +138,17 @@ def test_jaccard_overlap_of_item_ids():
     assert jaccard({"a"}, {"a"}) == 1.0
     assert jaccard(set(), set()) == 1.0
     assert jaccard({"a"}, {"b"}) == 0.0
+
+
+def test_the_serving_version_is_the_rollouts_then_the_configs_then_the_highest_loaded():
+    configured = {"serving_version": {"string_value": "1"}}
+    assert serving_version(["1", "2"], {}, None) == "2"
+    assert serving_version(["9", "10"], {}, None) == "10", "by number, not by text"
+    assert serving_version(["1", "2"], configured, None) == "1", "a loaded candidate is not served"
+    assert serving_version(["1", "2"], configured, "2") == "2"
+
+
+def test_a_versions_build_id_is_its_own_else_the_models():
+    parameters = {"build_id": {"string_value": "b-serving"}, "build_id.2": {"string_value": "b-two"}}
+    assert version_build_id(parameters, "2") == "b-two"
+    assert version_build_id(parameters, "1") == "b-serving"
