@@ -141,18 +141,22 @@ class ActiveRollout:
 
 
 class ShadowMirror:
-    """Shadow calls to candidates: each in its own task, at most ``max_in_flight`` at once (a
-    mirror above that is skipped, never queued), each settled as real spend (traffic=shadow)."""
+    """Shadow calls to candidates: each in its own task, at most ``max_in_flight`` at once, and
+    only while the pools are less than ``max_busy_share`` busy (a shadow call shares the pools'
+    concurrency limits with the callers' calls: it must never take a slot a caller needs). A
+    mirror beyond either bound is skipped (counted), never queued. Each is settled as real
+    spend (traffic=shadow)."""
 
-    def __init__(self, settlement: Settlement, max_in_flight: int, timeout_s: float) -> None:
+    def __init__(self, settlement: Settlement, max_in_flight: int, timeout_s: float, max_busy_share: float = 1.0) -> None:
         self._settlement = settlement
         self._max_in_flight = max_in_flight
         self._timeout_s = timeout_s
+        self._max_busy_share = max_busy_share
         self._tasks: set[asyncio.Task[None]] = set()
 
     def mirror(self, rollout: ActiveRollout, route: Any, query: Any, tenant: str, feature: str, serving: ModelAnswer) -> bool:
-        """Starts a shadow call of ``query``; False when skipped (at the limit)."""
-        if len(self._tasks) >= self._max_in_flight:
+        """Starts a shadow call of ``query``; False when skipped (at a bound)."""
+        if len(self._tasks) >= self._max_in_flight or route.model.busy_share() >= self._max_busy_share:
             return False
         task = asyncio.get_running_loop().create_task(self._shadow(rollout, route, query, tenant, feature, serving))
         self._tasks.add(task)

@@ -88,6 +88,10 @@ class Router:
     def endpoints(self) -> list[Endpoint]:
         return list(self._endpoints)
 
+    def busy_share(self) -> float:
+        """Calls in flight over the pools' concurrency limits, all pools together (0 to 1)."""
+        return sum(pool.in_flight for pool in self.pools) / sum(pool.max_in_flight for pool in self.pools)
+
     def version_state(self, model: str, version: str) -> ModelState:
         """Ready when some endpoint can serve that version of the model."""
         for endpoint in self._endpoints:
@@ -264,6 +268,9 @@ class RoutedModel:
 
     def version_state(self, version: str) -> ModelState:
         return self._router.version_state(self.name, version)
+
+    def busy_share(self) -> float:
+        return self._router.busy_share()
 
     async def infer(
         self, tensors: Sequence[Tensor], timeout_s: float, metadata: Metadata = None, version: str | None = None

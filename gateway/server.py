@@ -258,7 +258,12 @@ def _rollout_controller(
         router,
         RolloutStore(settings.redis_url, settings.cache_prefix, settings.rollout_store_timeout_s),
         TritonRepository(clients, headers, settings.rollout_ready_timeout_s),
-        ShadowMirror(settlement, settings.rollout_shadow_max_in_flight, settings.rollout_shadow_timeout_s),
+        ShadowMirror(
+            settlement,
+            settings.rollout_shadow_max_in_flight,
+            settings.rollout_shadow_timeout_s,
+            settings.rollout_shadow_max_busy_share,
+        ),
         RolloutMetrics(registry),
         [settings.recommender_model, settings.search_model],
         slo=Slo(

@@ -157,6 +157,10 @@ class Settings(CostingSettings):
     rollout_shadow_max_in_flight: int = Field(
         16, ge=1, description="Shadow calls in flight per gateway; a mirror above it is skipped (counted), never queued.",
     )
+    rollout_shadow_max_busy_share: float = Field(
+        0.5, gt=0, le=1, description="Shadow calls are made only while the pools' calls in flight are below this share of "
+        "their concurrency limits (max_in_flight): the callers' calls keep the capacity they need.",
+    )
     rollout_shadow_timeout_s: float = Field(1.0, gt=0, description="Deadline of one shadow call to the candidate.")
     rollout_slo_window_s: float = Field(
         30.0, gt=0, description="Sliding window over which a candidate's error rate and p99 are judged.",

@@ -202,13 +202,15 @@ def test_shadow_canary_promote_and_a_forced_rollback_lose_no_call(rollout_gatewa
     shadow_rows = [row for row in rows if row["traffic"] == "shadow"]
     assert {(row["tenant"], row["model_version"], row["status"]) for row in shadow_rows} == {("shop-uk", candidate, "OK")}
     in_shadow = [call for call in calls if shadow_on <= call.started < canary_sent]
-    assert abs(len(shadow_rows) / len(in_shadow) - SHADOW_SHARE) <= SPLIT_TOLERANCE
+    # Mirrors skipped (the pools were busy: callers first) are counted, not made.
+    mirrored = len(shadow_rows) + shadowed.shadow_skipped
+    assert shadow_rows and abs(mirrored / len(in_shadow) - SHADOW_SHARE) <= SPLIT_TOLERANCE
     assert shadowed.shadow_compared > 0 and shadowed.shadow_mean_overlap == 1.0, "a copy of the model answers alike"
     seconds = calls[-1].ended - calls[0].started
     record_property("calls", len(calls))
     record_property("calls_per_s", round(len(calls) / seconds, 1))
     record_property("canary_share", f"{share_of(in_canary, candidate):.4f} of {len(in_canary)}")
-    record_property("shadow_share", f"{len(shadow_rows) / len(in_shadow):.4f} of {len(in_shadow)}")
+    record_property("shadow_share", f"{mirrored / len(in_shadow):.4f} of {len(in_shadow)}, {shadowed.shadow_skipped} skipped")
     record_property("operation_s", {
         "shadow": round(shadow_on - shadow_sent, 2), "canary": round(canary_on - canary_sent, 2),
         "promote": round(promoted_on - promote_sent, 2), "canary_with_load": round(second_on - second_sent, 2),

@@ -85,3 +85,13 @@ async def test_the_canary_gets_its_share_of_calls_and_the_rest_stay_serving(ledg
     # Calls 3 and 7 (from 0) are the canary's: floor((n + 1) / 4) > floor(n / 4).
     assert route.versions == [None, None, None, "2", None, None, None, "2"]
     assert sorted(record.traffic for record in ledger.records()) == ["canary"] * 2 + ["serving"] * 6
+
+
+async def test_a_shadow_call_is_skipped_while_the_pools_are_busy():
+    route = VersionedRoute()
+    route.model.busy_share = lambda: 0.6  # 60 % of the pools' limits in flight
+    mirror = ShadowMirror(None, max_in_flight=4, timeout_s=1.0, max_busy_share=0.5)  # type: ignore[arg-type]
+    rollout = canary(route, share=1.0)
+    answer = ModelAnswer.of((), compute_ns=0, model_version="1")
+    assert mirror.mirror(rollout, route, object(), "acme", "home_feed", answer) is False
+    assert route.versions == [], "no call to the candidate"
