@@ -255,7 +255,10 @@ class RolloutController:
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self._refresh_s)
-            await self._refresh_all()
+            try:
+                await self._refresh_all()
+            except Exception:  # noqa: BLE001 - a bug here must not stop the refreshes
+                log.exception("refreshing the rollout states failed; keeping the last known ones")
 
     async def _refresh_all(self) -> None:
         for model in self._states:
@@ -282,6 +285,8 @@ class RolloutController:
         self._states[state.model] = state
         self._router.pin_serving(state.model, state.serving or None)
         routed = self._router.model(state.model)
+        if previous.note != state.note:
+            log.info("rollout of %s: %s (revision %d)", state.model, state.note, state.revision)
         if not state.active:
             routed.rollout = None
             return
@@ -291,8 +296,6 @@ class RolloutController:
         routed.rollout = ActiveRollout(
             state, routed, window, self._mirror, self._metrics, self._breached, self._slo_check_s
         )
-        if previous.note != state.note:
-            log.info("rollout of %s: %s (revision %d)", state.model, state.note, state.revision)
 
     # --- operations -------------------------------------------------------------------------------
 
