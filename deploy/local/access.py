@@ -42,9 +42,10 @@ class LocalAccess:
 
 def provision(directory: Path, tenants: tuple[str, ...] = LOCAL_TENANTS, *, reuse: bool = False) -> LocalAccess:
     """A key file in ``directory`` with a caller and a finance key per tenant, one
-    global-finance key and one operator key (model rollouts), plus a cache secret. The tokens and the secret are also written to
-    ``local-access.json`` beside it (mode 0600) for whoever drives the local stack by hand; with
-    ``reuse`` an earlier run's keys are kept (``make serve`` restarts with the same tokens)."""
+    global-finance key and one operator key (model rollouts), plus a cache secret. The tokens
+    and the secret are also written to ``local-access.json`` beside it (mode 0600) for whoever
+    drives the local stack by hand; with ``reuse`` an earlier run's keys are kept (``make
+    serve`` restarts with the same tokens)."""
     directory.mkdir(parents=True, exist_ok=True)
     keys = KeyFile(directory / "api-keys.json")
     readable = directory / "local-access.json"
