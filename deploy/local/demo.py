@@ -57,6 +57,10 @@ def main(
     report_path: Path = typer.Option(REPO_ROOT / "demo-report.json", help="Where the JSON summary goes."),
     shadow_requests: int = typer.Option(200, min=0, help="Recommend calls of the rollout step (a candidate in shadow)."),
     shadow_share: float = typer.Option(1.0, min=0.0, max=1.0, help="Share of the rollout step's calls mirrored to the candidate."),
+    shadow_concurrency: int = typer.Option(
+        2, min=1, help="Calls in flight in the rollout step: shadow calls are made only while the pools are less than "
+        "half busy (TOLLGATE_ROLLOUT_SHADOW_MAX_BUSY_SHARE), and the demo's pools are small.",
+    ),
 ) -> None:
     """Run the demo end to end and write its report."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -90,7 +94,7 @@ def main(
         recommend_calls = [call for call in calls if call.rpc == "Recommend"][:shadow_requests]
         console.print(f"[bold]Rollout step:[/bold] a candidate recommender in shadow for {len(recommend_calls)} calls")
         step = asyncio.run(
-            shadow_step(stack.gateway_address, stack.access, recommend_calls, concurrency, deadline_s, shadow_share)
+            shadow_step(stack.gateway_address, stack.access, recommend_calls, shadow_concurrency, deadline_s, shadow_share)
         )
         console.print(f"waiting for the reconciliation of the last {DEMO_WINDOW_S:.0f}-second window")
         _sleep_until(_next_window_start() + DEMO_GRACE_S + 1.0)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from costing.ledger import SqliteLedger
-from costing.money import from_pico
+from costing.money import pico_to_decimal
 from deploy.local.access import LocalAccess
 from deploy.local.demo_client import drive
 from deploy.local.traffic import PlannedCall
@@ -116,9 +116,9 @@ def version_costs(ledger: SqliteLedger) -> list[VersionCost]:
                 traffic=str(sums.group["traffic"]),
                 requests=sums.requests,
                 model_calls=model_calls,
-                cost_per_1k=from_pico(sums.cost_total_pico) * PER_THOUSAND / sums.requests,
+                cost_per_1k=pico_to_decimal(sums.cost_total_pico) * PER_THOUSAND / sums.requests,
                 compute_per_1k_model_calls=(
-                    from_pico(sums.cost_compute_pico) * PER_THOUSAND / model_calls if model_calls else Decimal(0)
+                    pico_to_decimal(sums.cost_compute_pico) * PER_THOUSAND / model_calls if model_calls else Decimal(0)
                 ),
             )
         )
