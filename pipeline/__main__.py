@@ -64,7 +64,8 @@ def build(
     """Build (or reuse) the recommender and/or the search models and print their evaluation."""
     for chosen in [model] if model is not None else list(Model):
         run_build, summary_tables = BUILDS[chosen]
-        result = run_build(force=force, serve=serving) if chosen is Model.recommender else run_build(force=force)
+        promote = {"serve": True} if serving and chosen is Model.recommender else {}  # search keeps one version
+        result = run_build(force=force, **promote)
         evaluation = json.loads(result.paths.eval_file.read_text())
         for table in summary_tables(evaluation, result.reused):
             console.print(table)

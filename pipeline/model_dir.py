@@ -8,7 +8,7 @@ Layout of one model (``1/model.py`` and its helpers are tracked sources, not bui
 
 A model may keep several numbered versions (the recommender does: see
 :mod:`pipeline.model_versions`); ``ModelDir.version`` names the one a ``ModelDir`` stands for,
-and a config that lists several declares each one's build_id as ``build_id_v<N>``.
+and a config that lists several declares each one's build_id as ``build_id.<N>``.
 
 A build writes one model (the recommender) or several that go together (search: encoder,
 index, ensemble); the last of them holds the manifest.
@@ -85,7 +85,7 @@ class ModelDir:
         return replace(self, version=version)
 
     def declares_build_id(self, build_id: str) -> bool:
-        """The config declares ``build_id`` for this version (``build_id_v<N>``; a single-version config: ``build_id``)."""
+        """The config declares ``build_id`` for this version (``build_id.<N>``; a single-version config: ``build_id``)."""
         if not self.config_file.is_file():
             return False
         text = self.config_file.read_text()
@@ -129,7 +129,7 @@ def declares_build_id(config_text: str, build_id: str, parameter: str = BUILD_ID
 
 def version_build_id_parameter(version: int) -> str:
     """The config parameter naming one version's build_id in a config that lists several versions."""
-    return f"{BUILD_ID_PARAMETER}_v{version}"
+    return f"{BUILD_ID_PARAMETER}.{version}"
 
 
 # --- build ids -------------------------------------------------------------------------------

@@ -5,8 +5,12 @@ A model directory keeps at most three numbered versions: the **serving** one, a 
 is ``<repository>/<model>/versions.json`` (Triton ignores files of a model directory that are
 not numbered directories)::
 
-    {"serving": 1, "candidate": 2, "previous": null, "last_version": 2,
-     "versions": {"1": {"build_id": "5dd24c307ff2", "input_fingerprint": "…", "created_at": "…"}, "2": {…}}}
+    {"serving": "1", "candidate": "2", "previous": null, "last_version": 2,
+     "versions": {"1": {"build_id": "5dd24c307ff2", "built_at": "…", "input_fingerprint": "…",
+                        "eval": {"recall_at_10": …, "ndcg_at_10": …, …}, "data": {"dataset": "…", "sha256": "…", …}},
+                  "2": {…}}}
+
+(version numbers are strings in the file, as in the rollout contract the gateway reads; ints here).
 
 Rules (:meth:`VersionRecord.with_build`):
 
@@ -29,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 VERSIONS_FILE = "versions.json"
 FIRST_VERSION = 1
@@ -45,8 +49,10 @@ class VersionEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     build_id: str = Field(min_length=1)
+    built_at: str = ""
     input_fingerprint: str = ""
-    created_at: str = ""
+    eval: dict = Field(default_factory=dict, description="The version's headline figures (its eval.json has all).")
+    data: dict = Field(default_factory=dict, description="What it was trained on: dataset, sha256, date range.")
 
 
 class VersionRecord(BaseModel):
@@ -59,6 +65,10 @@ class VersionRecord(BaseModel):
     previous: int | None = None
     last_version: int = Field(0, ge=0)
     versions: dict[int, VersionEntry] = Field(default_factory=dict)
+
+    @field_serializer("serving", "candidate", "previous")
+    def _version_as_text(self, version: int | None) -> str | None:
+        return None if version is None else str(version)
 
     @model_validator(mode="after")
     def _roles_name_kept_versions(self) -> VersionRecord:

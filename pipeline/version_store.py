@@ -34,7 +34,7 @@ def load_record(model: ModelDir) -> VersionRecord:
         entry = VersionEntry(
             build_id=legacy["build_id"],
             input_fingerprint=legacy.get("input_fingerprint", ""),
-            created_at=legacy.get("created_at", ""),
+            built_at=legacy.get("created_at", ""),
         )
         return VersionRecord(serving=FIRST_VERSION, last_version=FIRST_VERSION, versions={FIRST_VERSION: entry})
     return VersionRecord()

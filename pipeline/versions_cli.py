@@ -40,7 +40,7 @@ def list_versions() -> None:
         k = gate.get("k", 10)
         role = record.role_of(version)
         table.add_row(
-            str(version), role.value if role else "", record.build_id(version), record.versions[version].created_at,
+            str(version), role.value if role else "", record.build_id(version), record.versions[version].built_at,
             f"{own[f'recall_at_{k}']:.4f}" if own else "—", f"{own[f'ndcg_at_{k}']:.4f}" if own else "—",
         )
     console.print(table)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data import CleanedData, load_clean_data
+from pipeline.fingerprint import file_sha256
 from pipeline.model_dir import BuildResult, arrays_build_id
 from pipeline.recommender.candidate_costs import compute_us, fp32_scorer
 from pipeline.recommender.candidates import BPR_REFERENCE, TrainingSet, candidates
@@ -128,11 +129,24 @@ def build_recommender(
     evaluation["build_seconds"] = round(time.perf_counter() - started, 1)
     arrays = serving.arrays()
     written = write_version(
-        paths, config, arrays, evaluation, fingerprint,
+        paths, config, arrays, evaluation, fingerprint, trained_on=trained_on(data, data_file, settings),
         score_versions=lambda versions: gate_evaluation(data, config, versions, arrays),
         serve=serve,
     )
     return BuildResult(paths=written.paths, manifest=written.manifest, reused=not written.is_new)
+
+
+def trained_on(data: CleanedData, data_file: Path, settings: PipelineSettings) -> dict[str, object]:
+    """The data a version was trained on: the file (relative to the data directory), its sha256 and date range."""
+    stats = data.stats
+    return {
+        "dataset": data_file.relative_to(settings.data_dir).as_posix() if data_file.is_relative_to(settings.data_dir)
+        else str(data_file),
+        "sha256": file_sha256(data_file),
+        "first_purchase": stats.first_purchase,
+        "last_purchase": stats.last_purchase,
+        "rows": stats.rows,
+    }
 
 
 @dataclass(frozen=True)
@@ -354,6 +368,7 @@ def write_assembled(
     fingerprint = f"assembled:{arrays_build_id(arrays)}"
     written = write_version(
         model_dir_of(settings, config), config, arrays, evaluation, fingerprint,
+        trained_on=trained_on(data, Path(settings.data_dir) / config.dataset_file, settings),
         score_versions=lambda versions: gate_evaluation(data, config, versions, arrays),
         serve=serve,
     )

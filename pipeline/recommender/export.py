@@ -116,6 +116,7 @@ def write_version(
     evaluation: dict,
     fingerprint: str,
     *,
+    trained_on: Mapping[str, object] | None = None,
     score_versions: ScoreVersions | None = None,
     serve: bool = False,
 ) -> VersionWrite:
@@ -124,13 +125,15 @@ def write_version(
     A build_id the model already keeps writes nothing (its manifest takes the new input
     fingerprint, so that the next run reuses it); any other becomes the serving version 1 of an
     empty model or the new candidate. ``score_versions`` scores the new version and the serving
-    one on the same split; its result goes into the new version's eval.json. ``serve`` promotes
-    the build at once.
+    one on the same split; its result goes into the new version's eval.json. ``trained_on``:
+    the data the build was trained on (recorded in versions.json and the manifest). ``serve``
+    promotes the build at once.
     """
     build_id = model_dir.arrays_build_id(arrays)
     before = load_record(paths)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    outcome = before.with_build(VersionEntry(build_id=build_id, input_fingerprint=fingerprint, created_at=now), serve=serve)
+    entry = VersionEntry(build_id=build_id, built_at=now, input_fingerprint=fingerprint, data=dict(trained_on or {}))
+    outcome = before.with_build(entry, serve=serve)
     target = paths.at_version(outcome.version)
     if not outcome.is_new and is_complete(target):
         return _keep_version(paths, target, config, outcome.record, outcome.retired, fingerprint)
@@ -147,6 +150,8 @@ def write_version(
                 version_comparison.blend_of(serving_eval),
             )
         evaluation = {**evaluation, version_comparison.GATE_EVALUATION_KEY: score_versions(scored)}
+    entry = entry.model_copy(update={"eval": headline_figures(evaluation, outcome.version)})
+    record = outcome.record._with(versions={**outcome.record.versions, outcome.version: entry})
     with StagedBuild([target]) as stage:
         staging = stage.directory(target)
         np.savez(staging / WEIGHTS_FILE, **arrays)
@@ -156,7 +161,8 @@ def write_version(
             "version": outcome.version,
             "input_fingerprint": fingerprint,
             "model_name": config.model_name,
-            "created_at": now,
+            "built_at": now,
+            "trained_on": dict(trained_on or {}),
             "n_items": len(arrays["item_ids"]),
             "n_users": len(arrays["user_ids"]),
             "scorer_kind": str(arrays["scorer_kind"]),
@@ -166,12 +172,22 @@ def write_version(
             },
         }
         model_dir.write_json(staging / model_dir.MANIFEST_FILE, manifest)
-        save_record(paths, outcome.record)
-        stage.commit({paths.name: render_config(config, outcome.record, model_dir.ARTIFACTS_DIR)})
+        save_record(paths, record)
+        stage.commit({paths.name: render_config(config, record, model_dir.ARTIFACTS_DIR)})
     retire(paths, outcome.retired, MODEL_SOURCE_DIR)
     log.info("wrote %s version %d (build_id %s, %s)", paths.path, outcome.version, build_id,
-             outcome.record.role_of(outcome.version).value)
-    return VersionWrite(target, manifest, outcome.record, is_new=True)
+             record.role_of(outcome.version).value)
+    return VersionWrite(target, manifest, record, is_new=True)
+
+
+def headline_figures(evaluation: Mapping, version: int) -> dict:
+    """What versions.json keeps of a version's evaluation: its gate figures and, for a trained build, its test figures."""
+    gate = evaluation.get(version_comparison.GATE_EVALUATION_KEY, {})
+    figures: dict = {"gate": gate.get("versions", {}).get(str(version), {})}
+    if "model_int8" in evaluation:
+        figures["test_served_form"] = evaluation["model_int8"]
+        figures["served"] = evaluation.get("served", {}).get("label", "")
+    return figures
 
 
 def _keep_version(

@@ -8,7 +8,7 @@ Outputs (shape [1, k] per request):
 Versions: ``version_policy`` lists the kept versions (serving, candidate, previous; see
 :mod:`pipeline.model_versions`); the parameters name the serving version (``serving_version``),
 its build_id (``build_id``, what a client that calls no particular version reads) and every
-kept version's build_id (``build_id_v<N>``, which each version's model.py checks its artifacts against).
+kept version's build_id (``build_id.<N>``, which each version's model.py checks its artifacts against).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def test_the_config_lists_the_kept_versions_and_each_ones_build_id() -> None:
     record = VersionRecord().with_build(entry("aaa")).record.with_build(entry("bbb")).record
     text = render_config(RecommenderPipelineSettings(), record, "artifacts")
     assert "version_policy: { specific: { versions: [ 1, 2 ] } }" in text
-    for key, value in (("build_id", "aaa"), ("serving_version", "1"), ("build_id_v1", "aaa"), ("build_id_v2", "bbb")):
+    for key, value in (("build_id", "aaa"), ("serving_version", "1"), ("build_id.1", "aaa"), ("build_id.2", "bbb")):
         assert f'key: "{key}"\n    value {{ string_value: "{value}" }}' in text
 
 

@@ -136,10 +136,14 @@ def test_a_new_build_id_becomes_the_candidate_version_beside_the_serving_one(wor
     assert (candidate.paths.version, candidate.reused) == (2, False)
     assert candidate.manifest["build_id"] != first.manifest["build_id"]
     record = json.loads((model / "versions.json").read_text())
-    assert (record["serving"], record["candidate"], sorted(record["versions"])) == (1, 2, ["1", "2"])
+    assert (record["serving"], record["candidate"], sorted(record["versions"])) == ("1", "2", ["1", "2"])
+    assert record["versions"]["1"]["data"]["dataset"] == DATASET and record["versions"]["2"]["build_id"] == (
+        candidate.manifest["build_id"]
+    )
+    assert record["versions"]["2"]["eval"]["gate"]["recall_at_10"] > 0
     text = (model / "config.pbtxt").read_text()
     assert "versions: [ 1, 2 ]" in text
-    assert f'key: "build_id_v2"\n    value {{ string_value: "{candidate.manifest["build_id"]}" }}' in text
+    assert f'key: "build_id.2"\n    value {{ string_value: "{candidate.manifest["build_id"]}" }}' in text
     assert f'key: "build_id"\n    value {{ string_value: "{first.manifest["build_id"]}" }}' in text  # still serving
     assert {p.name for p in (model / "2").iterdir()} >= {"model.py", "recommender_scoring.py", "artifacts"}
     assert is_complete(candidate.paths) and is_complete(first.paths)
@@ -159,14 +163,14 @@ def test_a_new_build_id_becomes_the_candidate_version_beside_the_serving_one(wor
     # Rebuilding from unchanged inputs reuses the serving version and writes nothing.
     again = build_recommender(settings=settings, config=config)
     assert again.reused and again.paths.version == 1
-    assert json.loads((model / "versions.json").read_text())["candidate"] == 3
+    assert json.loads((model / "versions.json").read_text())["candidate"] == "3"
 
     # Promoting at build time: the candidate serves, the old serving version is kept as previous.
     build_recommender(settings=settings, config=config, serve=True)  # version 1 is serving already: no change
     promoted = write_assembled(_scaled(settings.model_repository, 3.0), blend, "scales x3", settings, config,
                                serve=True)
     record = json.loads((model / "versions.json").read_text())
-    assert (promoted.paths.version, record["serving"], record["previous"], record["candidate"]) == (3, 3, 1, None)
+    assert (promoted.paths.version, record["serving"], record["previous"], record["candidate"]) == (3, "3", "1", None)
     assert load_exported(settings.model_repository).build_id == newer.manifest["build_id"]
 
 

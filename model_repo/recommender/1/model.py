@@ -4,7 +4,7 @@ The contract (inputs, outputs, parameters) is rendered into ``config.pbtxt`` by
 ``pipeline/recommender/triton_config.py``; the artifacts beside this file come from
 ``python -m pipeline build recommender``. Every kept version (``<N>/``) runs a copy of this
 file and loads its own ``<N>/artifacts``; its build_id is the one its manifest names, which must
-be the one the config declares for that version (``build_id_v<N>``).
+be the one the config declares for that version (``build_id.<N>``).
 
 The artifacts name the model's shape (``scorer_kind``, see recommender_scoring.py):
 
@@ -85,8 +85,8 @@ class TritonPythonModel:
         artifacts = Path(args["model_repository"]) / self.version / params.get("artifacts_dir", "artifacts")
         manifest = json.loads((artifacts / MANIFEST_FILE).read_text())
         self.build_id = str(manifest.get("build_id", ""))
-        # The config names each kept version's build (build_id_v<N>); a single-version config only build_id.
-        declared = params.get(f"build_id_v{self.version}", params.get("build_id", ""))
+        # The config names each kept version's build (build_id.<N>); a single-version config only build_id.
+        declared = params.get(f"build_id.{self.version}", params.get("build_id", ""))
         if declared != self.build_id:
             raise pb_utils.TritonModelException(
                 f"config.pbtxt names build {declared!r} for version {self.version} but {artifacts} holds "
