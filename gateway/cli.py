@@ -10,6 +10,7 @@ import uvloop
 from costing.cli import cost_app
 from gateway.call_cli import call_app
 from gateway.keys_cli import keys_app
+from gateway.models_cli import models_app
 from gateway.server import run_gateway
 from gateway.settings import get_settings
 from gateway.trace_cli import trace
@@ -18,6 +19,7 @@ from gateway.workers import run_workers
 app = typer.Typer(help="Tollgate: a gRPC inference gateway that knows what every answer costs.", no_args_is_help=True)
 app.add_typer(cost_app, name="cost", help="Cost reports from the ledger, for finance.")
 app.add_typer(keys_app, name="keys", help="Create, list, rotate and revoke the gateway's API keys.")
+app.add_typer(models_app, name="models", help="Model versions: gate a candidate before it is promoted.")
 app.add_typer(call_app, name="call", help="Call Recommend or Search and print the items, cost and ids (no grpcurl needed).")
 
 
