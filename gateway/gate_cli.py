@@ -1,4 +1,4 @@
-"""``tollgate models gate``: prints serving vs candidate (quality, compute, cost per 1k requests) and exits 1 when refused."""
+"""``tollgate models gate``: serving vs candidate (quality, compute, cost per 1k requests); exit 1 when refused."""
 
 from __future__ import annotations
 

@@ -44,9 +44,13 @@ QUALITY_METRICS = ("recall", "ndcg")
 class GateSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOLLGATE_GATE_", env_file=None, extra="ignore")
 
-    model_repository: Path = Field(REPO_ROOT / "model_repo", description="Model repository the gate reads versions from.")
+    model_repository: Path = Field(
+        REPO_ROOT / "model_repo", description="Model repository the gate reads versions from."
+    )
     model: str = Field("recommender", description="The versioned model the gate judges.")
-    triton_url: str = Field("127.0.0.1:8001", description="Triton (gRPC) with both versions loaded, for the compute probes.")
+    triton_url: str = Field(
+        "127.0.0.1:8001", description="Triton (gRPC) with both versions loaded, for the compute probes."
+    )
     quality_tolerance: Decimal = Field(
         Decimal("0.02"),
         ge=0,
@@ -56,7 +60,8 @@ class GateSettings(BaseSettings):
     budget_usd_per_1k_requests: Decimal = Field(
         Decimal("0.00002"),
         gt=0,
-        description="Gate: most compute cost per 1,000 requests (USD, through Triton, priced for pool) a candidate may have.",
+        description="Gate: most compute cost per 1,000 requests (USD, through Triton, priced for pool) a candidate "
+        "may have.",
     )
     requests: int = Field(200, ge=1, description="Gate: timed calls to each version for its compute probe.")
     warmup_requests: int = Field(20, ge=0, description="Gate: untimed calls to each version before its probe.")

@@ -1,4 +1,4 @@
-"""``python -m pipeline build [recommender|search] [--force] [--serving]``: build the models into the Triton model repository.
+"""``python -m pipeline build [recommender|search] [--force] [--serving]``: build the models into ``model_repo/``.
 
 Without a model name both are built, the recommender first. A build whose inputs (data, code,
 config) are unchanged is reused; ``--force`` rebuilds. A recommender build with a new build_id

@@ -85,7 +85,7 @@ class ModelDir:
         return replace(self, version=version)
 
     def declares_build_id(self, build_id: str) -> bool:
-        """The config declares ``build_id`` for this version (``build_id.<N>``; a single-version config: ``build_id``)."""
+        """The config declares ``build_id`` for this version: ``build_id.<N>`` (single-version config: ``build_id``)."""
         if not self.config_file.is_file():
             return False
         text = self.config_file.read_text()

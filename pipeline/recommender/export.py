@@ -136,7 +136,7 @@ def write_version(
     outcome = before.with_build(entry, serve=serve)
     target = paths.at_version(outcome.version)
     if not outcome.is_new and is_complete(target):
-        return _keep_version(paths, target, config, outcome.record, outcome.retired, fingerprint)
+        return _keep_version(paths, target, config, outcome.record, outcome.retired, fingerprint, trained_on or {})
 
     sync_serving_sources(target)
     if score_versions is not None:
@@ -181,7 +181,7 @@ def write_version(
 
 
 def headline_figures(evaluation: Mapping, version: int) -> dict:
-    """What versions.json keeps of a version's evaluation: its gate figures and, for a trained build, its test figures."""
+    """What versions.json keeps of a version's evaluation: its gate figures and a trained build's test figures."""
     gate = evaluation.get(version_comparison.GATE_EVALUATION_KEY, {})
     figures: dict = {"gate": gate.get("versions", {}).get(str(version), {})}
     if "model_int8" in evaluation:
@@ -197,13 +197,23 @@ def _keep_version(
     record: VersionRecord,
     retired: tuple[int, ...],
     fingerprint: str,
+    trained_on: Mapping[str, object],
 ) -> VersionWrite:
-    """The build is a version already kept: record the inputs that give it, apply a promotion."""
+    """The build is a version already kept: record the inputs that give it, apply a promotion.
+
+    A version written before versions were recorded gets its training data and headline figures here.
+    """
     manifest = read_manifest(target) or {}
     if manifest.get("input_fingerprint") != fingerprint:
         manifest["input_fingerprint"] = fingerprint
         model_dir.write_atomically(target.manifest_file, (json.dumps(manifest, indent=2) + "\n").encode())
-    entry = record.versions[target.version].model_copy(update={"input_fingerprint": fingerprint})
+    entry = record.versions[target.version]
+    update: dict[str, object] = {"input_fingerprint": fingerprint}
+    if not entry.data and trained_on:
+        update["data"] = dict(trained_on)
+    if not entry.eval and target.eval_file.is_file():
+        update["eval"] = headline_figures(json.loads(target.eval_file.read_text()), target.version)
+    entry = entry.model_copy(update=update)
     record = record.model_copy(update={"versions": {**record.versions, target.version: entry}})
     apply_record(paths, config, record, retired)
     log.info("build %s is %s version %d already: nothing new written", entry.build_id, paths.name, target.version)

@@ -85,7 +85,8 @@ def probe_user_ids(arrays: Mapping[str, np.ndarray], config: RecommenderPipeline
     """Known customers (with purchases) the gate sends its compute probes for, drawn with the build's seed."""
     indptr = arrays["seen_indptr"]
     buyers = np.flatnonzero(np.diff(indptr) > 0)
-    chosen = np.random.default_rng(config.seed).choice(buyers, size=min(config.gate_probe_users, len(buyers)), replace=False)
+    size = min(config.gate_probe_users, len(buyers))
+    chosen = np.random.default_rng(config.seed).choice(buyers, size=size, replace=False)
     user_ids = arrays["user_ids"]
     return [str(user_ids[row]) for row in sorted(chosen)]
 

@@ -25,10 +25,10 @@ from typer.testing import CliRunner
 from deploy.local.triton import TritonServer
 from gateway.cli import app
 from pipeline.recommender.build import write_assembled
+from pipeline.recommender.export import RecommenderDir
 from pipeline.recommender.version_comparison import blend_of
 from pipeline.settings import PipelineSettings
 from pipeline.version_store import serving_dir
-from pipeline.recommender.export import RecommenderDir
 from tests.support import e2e_log_path, wait_for
 
 MODEL = "recommender"
@@ -87,7 +87,8 @@ def test_the_gate_refuses_broken_weights_and_passes_a_sound_candidate(repository
     rows = np.random.default_rng(18).permutation(len(arrays["neighbour_weights_int8"]))
     broken["neighbour_weights_int8"] = arrays["neighbour_weights_int8"][rows]
     broken["neighbour_scales"] = arrays["neighbour_scales"][rows]
-    written = write_assembled(broken, blend, "test: item rows of the item-item table shuffled", settings_for(repository))
+    note = "test: item rows of the item-item table shuffled"
+    written = write_assembled(broken, blend, note, settings_for(repository))
     assert written.paths.version == 2
 
     evaluation = json.loads(written.paths.eval_file.read_text())["gate_evaluation"]["versions"]
@@ -97,7 +98,8 @@ def test_the_gate_refuses_broken_weights_and_passes_a_sound_candidate(repository
     both_versions_ready(triton, (1, 2))
     refused = gate(triton, repository, "--budget", GENEROUS_BUDGET)
     assert refused.exit_code == 1, refused.output
-    assert "REFUSED" in refused.output and "recall@10" in refused.output and "below the serving version" in refused.output
+    assert "REFUSED" in refused.output and "recall@10" in refused.output
+    assert "below the serving version" in refused.output
     assert "candidate v2" in refused.output and "USD per 1k requests" in refused.output
 
     # The same model with every link scale doubled: another build_id, the same ranking.

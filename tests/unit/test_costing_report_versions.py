@@ -1,4 +1,4 @@
-"""``tollgate cost report --by model,model_version``: cost, conversions and revenue per 1,000 requests of each version."""
+"""``tollgate cost report --by model,model_version``: cost, conversions and revenue per 1k requests of each version."""
 
 from __future__ import annotations
 
