@@ -38,8 +38,8 @@ def verdict_table(verdict: GateVerdict, settings: GateSettings) -> Table:
     serving_us, candidate_us = float(serving.mean_compute_ns) / 1e3, float(candidate.mean_compute_ns) / 1e3
     table.add_row("compute µs/request", f"{serving_us:.0f}", f"{candidate_us:.0f}",
                   _delta(candidate_us, serving_us, ".0f"), "")
-    table.add_row(f"USD per 1k requests ({settings.pool})", f"{verdict.serving_cost}", f"{verdict.candidate_cost}",
-                  _delta(verdict.candidate_cost, verdict.serving_cost, ""), f"≤ {settings.budget_usd_per_1k_requests}")
+    table.add_row(f"USD per 1k requests ({settings.pool})", f"{verdict.serving_cost:f}", f"{verdict.candidate_cost:f}",
+                  _delta(verdict.candidate_cost, verdict.serving_cost, "f"), f"≤ {settings.budget_usd_per_1k_requests:f}")
     table.caption = (
         f"quality: both versions' artifacts scored on the candidate build's split (gate_evaluation in its eval.json); "
         f"compute: mean COMPUTE_NS of {len(candidate.compute_ns)} calls to each version through Triton at "

@@ -216,8 +216,8 @@ def judge(versions: Versions, compute_ns: dict[int, list[int]], book: PriceBook,
     candidate_cost = candidate.usd_per_1k_requests(book, settings.pool)
     if candidate_cost > settings.budget_usd_per_1k_requests:
         reasons.append(
-            f"compute costs {candidate_cost} USD per 1k requests on {settings.pool}, over the budget of "
-            f"{settings.budget_usd_per_1k_requests} USD"
+            f"compute costs {candidate_cost:f} USD per 1k requests on {settings.pool}, over the budget of "
+            f"{settings.budget_usd_per_1k_requests:f} USD"
         )
     return GateVerdict(versions.k, serving, candidate, serving_cost, candidate_cost, reasons)
 
