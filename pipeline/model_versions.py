@@ -46,7 +46,8 @@ class Role(str, Enum):
 
 
 class VersionEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # extra="allow": keys another writer (the gateway's rollout) adds survive a rewrite.
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     build_id: str = Field(min_length=1)
     built_at: str = ""
@@ -58,7 +59,7 @@ class VersionEntry(BaseModel):
 class VersionRecord(BaseModel):
     """The kept versions of one model and their roles; ``versions`` holds exactly the kept ones."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     serving: int | None = None
     candidate: int | None = None

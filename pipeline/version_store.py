@@ -1,7 +1,8 @@
 """Reads and writes a model's :class:`~pipeline.model_versions.VersionRecord` beside it, and deletes retired versions.
 
 A repository built before versions existed has no ``versions.json``: its ``1/`` is read as the
-serving version 1. Retiring a version deletes its numbered directory, except the tracked
+serving version 1. A record another writer changed (the gateway's promote or rollback) is read
+tolerantly (:func:`normalised`), and keys this module does not know are kept when it is rewritten. Retiring a version deletes its numbered directory, except the tracked
 ``model_repo/<model>/1`` (it holds the model's tracked sources): there only ``artifacts/`` goes,
 and Triton no longer loads it because the config's ``version_policy`` no longer lists it.
 """
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.model_dir import ARTIFACTS_DIR, ModelDir, read_manifest, write_atomically
-from pipeline.model_versions import FIRST_VERSION, VERSIONS_FILE, VersionEntry, VersionRecord
+from pipeline.model_versions import FIRST_VERSION, VERSIONS_FILE, Role, VersionEntry, VersionRecord
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def load_record(model: ModelDir) -> VersionRecord:
     """The model's record; a pre-versions build in ``1/`` serves as version 1; nothing built: an empty record."""
     path = versions_file(model)
     if path.is_file():
-        return VersionRecord.model_validate_json(path.read_text())
+        return VersionRecord.model_validate(normalised(json.loads(path.read_text())))
     legacy = read_manifest(model.at_version(FIRST_VERSION).manifest_file)
     if legacy and legacy.get("build_id"):
         entry = VersionEntry(
@@ -38,6 +39,31 @@ def load_record(model: ModelDir) -> VersionRecord:
         )
         return VersionRecord(serving=FIRST_VERSION, last_version=FIRST_VERSION, versions={FIRST_VERSION: entry})
     return VersionRecord()
+
+
+def normalised(payload: dict) -> dict:
+    """A record as another writer may leave it (e.g. the gateway's promote or rollback): a role that
+    names a version another role already holds is dropped (serving first, then candidate), versions
+    without a role are no longer kept, and a missing ``last_version`` is the highest version seen."""
+    payload = dict(payload)
+    versions = {str(v): entry for v, entry in payload.get("versions", {}).items()}
+    taken: set[str] = set()
+    for role in (Role.serving, Role.candidate, Role.previous):
+        version = payload.get(role.value)
+        if version is None:
+            continue
+        if str(version) in taken or str(version) not in versions:
+            log.warning("%s: dropping role %s of version %s (%s)", VERSIONS_FILE, role.value, version,
+                        "held by another role" if str(version) in taken else "not among the versions")
+            payload[role.value] = None
+        else:
+            taken.add(str(version))
+    for version in sorted(set(versions) - taken):
+        log.warning("%s: version %s has no role; it is no longer kept", VERSIONS_FILE, version)
+    payload["versions"] = {v: entry for v, entry in versions.items() if v in taken}
+    highest = max((int(v) for v in versions), default=0)
+    payload["last_version"] = max(int(payload.get("last_version") or 0), highest)
+    return payload
 
 
 def save_record(model: ModelDir, record: VersionRecord) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -113,3 +115,20 @@ def test_retiring_deletes_a_version_but_only_the_artifacts_of_the_tracked_source
     retire(model, [1, 2], tracked_dir=model.at_version(1).version_dir)
     assert not model.at_version(2).version_dir.exists()
     assert (model.at_version(1).version_dir / "model.py").is_file() and not model.at_version(1).artifacts_dir.exists()
+
+
+def test_a_record_another_writer_changed_is_read_tolerantly_and_its_extra_keys_survive(tmp_path) -> None:
+    # As a rollout tool might leave it: no last_version, previous pointing at the serving version,
+    # a rolled-back version without a role, and keys of its own.
+    model = ModelDir(tmp_path, "recommender")
+    model.path.mkdir(parents=True)
+    (model.path / "versions.json").write_text(json.dumps({
+        "serving": "2", "candidate": None, "previous": "2", "rolled_back_at": "2026-11-26T07:00:00+00:00",
+        "versions": {"1": {"build_id": "aaa"}, "2": {"build_id": "bbb", "traffic": "serving"}},
+    }))  # fmt: skip
+    record = load_record(model)
+    assert (record.serving, record.previous, record.kept(), record.last_version) == (2, None, [2], 2)
+    assert record.with_build(entry("ccc")).version == 3  # numbers are not reused: 1 existed
+    save_record(model, record)
+    saved = json.loads((model.path / "versions.json").read_text())
+    assert saved["rolled_back_at"] == "2026-11-26T07:00:00+00:00" and saved["versions"]["2"]["traffic"] == "serving"
