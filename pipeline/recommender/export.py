@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,11 +26,11 @@ import numpy as np
 from pipeline import model_dir
 from pipeline.fingerprint import file_sha256
 from pipeline.model_dir import ModelDir, StagedBuild
+from pipeline.model_versions import VersionEntry, VersionRecord
+from pipeline.recommender import version_comparison
 from pipeline.recommender.config import RecommenderPipelineSettings
 from pipeline.recommender.encoding import UserItemMatrix
 from pipeline.recommender.serving_kernels import MODEL_SOURCE_DIR, SERVING_SOURCES
-from pipeline.model_versions import VersionEntry, VersionRecord
-from pipeline.recommender import version_comparison
 from pipeline.recommender.triton_config import render_config
 from pipeline.version_store import load_record, retire, save_record
 
