@@ -12,8 +12,9 @@ A report row holds, per group (and currency):
   equals the origin charges of the same windows, to the pico-unit. Without booked windows (or by
   rpc, model_version or cache_hit) the direct columns come from the records themselves;
 - the **economic value**: clicks, conversions and revenue of the outcomes its requests led to,
-  cost per conversion and return on cost, on fully-loaded cost when there is one, else on
-  direct cost (``cost_basis`` says which).
+  conversions and revenue per 1,000 requests (beside cost per 1,000 requests: by
+  ``model_version``, whether a new model is worth its cost), cost per conversion and return on
+  cost, on fully-loaded cost when there is one, else on direct cost (``cost_basis`` says which).
 
 Money is integer pico-units inside (``*_pico``) and exact ``Decimal`` outside; each report ends
 with a totals row per currency (``row_type`` "total"), whose amounts are the exact sums of the
@@ -58,6 +59,7 @@ MONEY_COLUMNS: tuple[str, ...] = (
     "cost_per_1k_requests",
     "fully_loaded_per_1k_requests",
     "revenue",
+    "revenue_per_1k_requests",
     "cost_per_conversion",
 )
 # Metric columns, in report order, after the group columns.
@@ -84,6 +86,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "clicks",
     "conversions",
     "revenue",
+    "conversions_per_1k_requests",
+    "revenue_per_1k_requests",
     "cost_basis",
     "cost_per_conversion",
     "return_on_cost",
@@ -175,6 +179,19 @@ class ReportRow:
         if pico is None or not self.requests:
             return None
         return (pico_to_decimal(pico * REQUESTS_PER_UNIT_COST) / self.requests).quantize(PICO_PLACES)
+
+    @property
+    def conversions_per_1k_requests(self) -> Decimal | None:
+        """Conversions per 1,000 requests (the value side of "is this model version worth its cost?")."""
+        if not self.requests:
+            return None
+        return (Decimal(self.conversions * REQUESTS_PER_UNIT_COST) / self.requests).quantize(RATIO_PLACES)
+
+    @property
+    def revenue_per_1k_requests(self) -> Decimal | None:
+        if not self.requests:
+            return None
+        return (pico_to_decimal(self.revenue_pico * REQUESTS_PER_UNIT_COST) / self.requests).quantize(PICO_PLACES)
 
     @property
     def cost_basis(self) -> CostBasis:

@@ -46,12 +46,17 @@ DEFAULT_TABLE_COLUMNS: tuple[str, ...] = (
     "clicks",
     "revenue",
     "cost_per_1k_requests",
+    "conversions_per_1k_requests",
+    "revenue_per_1k_requests",
     "errors",
     "cache_hits",
     "avoided",
     "return_on_cost",
 )
-OUTCOME_COLUMNS = frozenset({"clicks", "conversions", "revenue", "cost_per_conversion", "return_on_cost"})
+OUTCOME_COLUMNS = frozenset({
+    "clicks", "conversions", "revenue", "conversions_per_1k_requests", "revenue_per_1k_requests",
+    "cost_per_conversion", "return_on_cost",
+})
 MICRO = Decimal(1_000_000)
 
 

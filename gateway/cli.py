@@ -19,7 +19,7 @@ from gateway.workers import run_workers
 app = typer.Typer(help="Tollgate: a gRPC inference gateway that knows what every answer costs.", no_args_is_help=True)
 app.add_typer(cost_app, name="cost", help="Cost reports from the ledger, for finance.")
 app.add_typer(keys_app, name="keys", help="Create, list, rotate and revoke the gateway's API keys.")
-app.add_typer(models_app, name="models", help="The life of a model: shadow, canary, promote, roll back (operators).")
+app.add_typer(models_app, name="models", help="The life of a model: gate a candidate, shadow, canary, promote, roll back (operators).")
 app.add_typer(call_app, name="call", help="Call Recommend or Search and print the items, cost and ids (no grpcurl needed).")
 
 

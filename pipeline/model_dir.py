@@ -6,6 +6,10 @@ Layout of one model (``1/model.py`` and its helpers are tracked sources, not bui
     <repository>/<model>/1/artifacts/              everything the build wrote for the model
     <repository>/<model>/1/artifacts/manifest.json in the build's last model: build_id(s), input fingerprint
 
+A model may keep several numbered versions (the recommender does: see
+:mod:`pipeline.model_versions`); ``ModelDir.version`` names the one a ``ModelDir`` stands for,
+and a config that lists several declares each one's build_id as ``build_id.<N>``.
+
 A build writes one model (the recommender) or several that go together (search: encoder,
 index, ensemble); the last of them holds the manifest.
 
@@ -32,7 +36,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -55,6 +59,7 @@ _CHUNK = 1 << 20
 class ModelDir:
     repository: Path
     name: str
+    version: int = int(VERSION)
 
     @property
     def path(self) -> Path:
@@ -62,7 +67,7 @@ class ModelDir:
 
     @property
     def version_dir(self) -> Path:
-        return self.path / VERSION
+        return self.path / str(self.version)
 
     @property
     def artifacts_dir(self) -> Path:
@@ -76,8 +81,18 @@ class ModelDir:
     def manifest_file(self) -> Path:
         return self.artifacts_dir / MANIFEST_FILE
 
+    def at_version(self, version: int) -> ModelDir:
+        return replace(self, version=version)
+
     def declares_build_id(self, build_id: str) -> bool:
-        return self.config_file.is_file() and declares_build_id(self.config_file.read_text(), build_id)
+        """The config declares ``build_id`` for this version: ``build_id.<N>`` (single-version config: ``build_id``)."""
+        if not self.config_file.is_file():
+            return False
+        text = self.config_file.read_text()
+        versioned = version_build_id_parameter(self.version)
+        if f'key: "{versioned}"' in text:
+            return declares_build_id(text, build_id, versioned)
+        return declares_build_id(text, build_id)
 
     def sync_sources(self, source_dir: Path, names: Sequence[str]) -> None:
         """Copies the tracked ``model.py`` and its helpers into a repository other than the tracked one."""
@@ -108,8 +123,13 @@ def rendered_header(model_kind: str) -> str:
     return f"# Rendered by `{BUILD_COMMAND} {model_kind}`; do not edit (the next build overwrites it).\n"
 
 
-def declares_build_id(config_text: str, build_id: str) -> bool:
-    return f'key: "{BUILD_ID_PARAMETER}"\n    value {{ string_value: "{build_id}" }}' in config_text
+def declares_build_id(config_text: str, build_id: str, parameter: str = BUILD_ID_PARAMETER) -> bool:
+    return f'key: "{parameter}"\n    value {{ string_value: "{build_id}" }}' in config_text
+
+
+def version_build_id_parameter(version: int) -> str:
+    """The config parameter naming one version's build_id in a config that lists several versions."""
+    return f"{BUILD_ID_PARAMETER}.{version}"
 
 
 # --- build ids -------------------------------------------------------------------------------

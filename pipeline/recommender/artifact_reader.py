@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.recommender.export import RecommenderDir
+from pipeline.version_store import serving_dir
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,10 @@ class ExportedRecommender:
         return list(self.seen)
 
 
-def load_exported(repository: Path, model_name: str = "recommender") -> ExportedRecommender:
-    paths = RecommenderDir(repository=Path(repository), name=model_name)
+def load_exported(repository: Path, model_name: str = "recommender", version: int | None = None) -> ExportedRecommender:
+    """The serving version, or ``version``."""
+    model = RecommenderDir(repository=Path(repository), name=model_name)
+    paths = serving_dir(model) if version is None else model.at_version(version)
     manifest = json.loads(paths.manifest_file.read_text())
     with np.load(paths.weights_file) as data:
         item_ids = data["item_ids"].tolist()

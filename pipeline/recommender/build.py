@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data import CleanedData, load_clean_data
-from pipeline.model_dir import BuildResult
+from pipeline.fingerprint import file_sha256
+from pipeline.model_dir import BuildResult, arrays_build_id
 from pipeline.recommender.candidate_costs import compute_us, fp32_scorer
 from pipeline.recommender.candidates import BPR_REFERENCE, TrainingSet, candidates
 from pipeline.recommender.comparison import TestResult, score_on_test, versus_reference
@@ -37,10 +38,11 @@ from pipeline.recommender.evaluate import HoldOut, RankingQuality, build_holdout
 from pipeline.recommender.export import (
     RecommenderDir,
     ServingArtifacts,
-    is_complete,
+    apply_record,
     read_manifest,
+    reusable_version,
     sync_serving_sources,
-    write_model,
+    write_version,
 )
 from pipeline.recommender.fingerprint import recommender_fingerprint
 from pipeline.recommender.history import PurchaseHistory
@@ -57,17 +59,27 @@ from pipeline.recommender.served_variants import (
 from pipeline.recommender.serving_arrays import scorer_arrays
 from pipeline.recommender.split import TimeSplit, time_split, validation_split
 from pipeline.recommender.tuning import Tuned, chosen_for_serving, tune
+from pipeline.recommender.version_comparison import gate_evaluation
 from pipeline.settings import PipelineSettings
+from pipeline.version_store import load_record, serving_dir
 
 log = logging.getLogger(__name__)
+
+
+def model_dir_of(
+    settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None
+) -> RecommenderDir:
+    """The recommender's model directory (its ``version`` field is 1; see :func:`model_paths`)."""
+    settings = settings or PipelineSettings()
+    config = config or RecommenderPipelineSettings()
+    return RecommenderDir(repository=Path(settings.model_repository), name=config.model_name)
 
 
 def model_paths(
     settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None
 ) -> RecommenderDir:
-    settings = settings or PipelineSettings()
-    config = config or RecommenderPipelineSettings()
-    return RecommenderDir(repository=Path(settings.model_repository), name=config.model_name)
+    """The recommender at its serving version: what the demo, the reports and the Triton measurement read."""
+    return serving_dir(model_dir_of(settings, config))
 
 
 def current_fingerprint(
@@ -79,30 +91,62 @@ def current_fingerprint(
 
 
 def is_up_to_date(settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None) -> bool:
-    return is_complete(model_paths(settings, config), current_fingerprint(settings, config))
+    """A kept version (serving or candidate) was built from the current inputs."""
+    return reusable_version(model_dir_of(settings, config), current_fingerprint(settings, config)) is not None
 
 
 def build_recommender(
-    force: bool = False, settings: PipelineSettings | None = None, config: RecommenderPipelineSettings | None = None
+    force: bool = False,
+    settings: PipelineSettings | None = None,
+    config: RecommenderPipelineSettings | None = None,
+    serve: bool = False,
 ) -> BuildResult[RecommenderDir]:
-    """Builds the recommender into ``settings.model_repository``; reuses a build of the same inputs."""
+    """Builds the recommender into ``settings.model_repository`` as a version (see :mod:`pipeline.model_versions`).
+
+    A kept version built from the same inputs is reused; a new build_id becomes the candidate
+    (version 1 serves on an empty repository). ``serve``: the build serves at once.
+    """
     settings = settings or PipelineSettings()
     config = config or RecommenderPipelineSettings()
-    paths = model_paths(settings, config)
+    paths = model_dir_of(settings, config)
     data_file = Path(settings.data_dir) / config.dataset_file
     fingerprint = recommender_fingerprint(data_file, config)
-    if not force and is_complete(paths, fingerprint):
-        sync_serving_sources(paths)
-        manifest = read_manifest(paths) or {}
-        log.info("reusing build %s in %s (inputs unchanged)", manifest.get("build_id"), paths.path)
-        return BuildResult(paths=paths, manifest=manifest, reused=True)
+    reusable = None if force else reusable_version(paths, fingerprint)
+    if reusable is not None:
+        record = load_record(paths)
+        if serve and record.candidate == reusable.version:
+            apply_record(paths, config, *record.promoted())
+        for version in record.kept():
+            sync_serving_sources(paths.at_version(version))
+        manifest = read_manifest(reusable) or {}
+        log.info("reusing build %s, version %d of %s (inputs unchanged)", manifest.get("build_id"), reusable.version,
+                 paths.path)
+        return BuildResult(paths=reusable, manifest=manifest, reused=True)
 
     started = time.perf_counter()
     data = load_clean_data(data_file)
     evaluation, serving = _train_and_evaluate(data, config)
     evaluation["build_seconds"] = round(time.perf_counter() - started, 1)
-    manifest = write_model(paths, config, serving, evaluation, fingerprint)
-    return BuildResult(paths=paths, manifest=manifest, reused=False)
+    arrays = serving.arrays()
+    written = write_version(
+        paths, config, arrays, evaluation, fingerprint, trained_on=trained_on(data, data_file, settings),
+        score_versions=lambda versions: gate_evaluation(data, config, versions, arrays),
+        serve=serve,
+    )
+    return BuildResult(paths=written.paths, manifest=written.manifest, reused=not written.is_new)
+
+
+def trained_on(data: CleanedData, data_file: Path, settings: PipelineSettings) -> dict[str, object]:
+    """The data a version was trained on: the file (relative to the data directory), its sha256 and date range."""
+    stats = data.stats
+    return {
+        "dataset": data_file.relative_to(settings.data_dir).as_posix() if data_file.is_relative_to(settings.data_dir)
+        else str(data_file),
+        "sha256": file_sha256(data_file),
+        "first_purchase": stats.first_purchase,
+        "last_purchase": stats.last_purchase,
+        "rows": stats.rows,
+    }
 
 
 @dataclass(frozen=True)
@@ -301,3 +345,31 @@ def _variant_row(
         "compute_us": compute_us(variant.scorer, popularity, seen, users, config),
         "served": variant is variants.served,
     }
+
+
+def write_assembled(
+    arrays: dict[str, np.ndarray],
+    blend: dict[str, float],
+    note: str,
+    settings: PipelineSettings | None = None,
+    config: RecommenderPipelineSettings | None = None,
+    serve: bool = False,
+) -> BuildResult[RecommenderDir]:
+    """Writes arrays made outside a training run (e.g. a served model's weights, altered) as a version.
+
+    It is versioned and scored exactly like a build's export (the gate evaluation against the
+    serving version, on the data's split); its eval.json holds that and ``note``, not a
+    candidate table. ``blend``: the blend settings to score it with (``served.params``).
+    """
+    settings = settings or PipelineSettings()
+    config = config or RecommenderPipelineSettings()
+    data = load_clean_data(Path(settings.data_dir) / config.dataset_file)
+    evaluation = {"k": config.top_k, "assembled": note, "served": {"params": blend}}
+    fingerprint = f"assembled:{arrays_build_id(arrays)}"
+    written = write_version(
+        model_dir_of(settings, config), config, arrays, evaluation, fingerprint,
+        trained_on=trained_on(data, Path(settings.data_dir) / config.dataset_file, settings),
+        score_versions=lambda versions: gate_evaluation(data, config, versions, arrays),
+        serve=serve,
+    )
+    return BuildResult(paths=written.paths, manifest=written.manifest, reused=not written.is_new)

@@ -106,6 +106,13 @@ class RecommenderPipelineSettings(BaseSettings):
         200, ge=1, description="Timed single-user requests per candidate (in-process compute); the median is reported."
     )
 
+    gate_probe_users: int = Field(
+        200,
+        ge=1,
+        description="Known customers a new version's eval.json lists for `tollgate models gate` to send its compute "
+        "probes for (drawn with the seed).",
+    )
+
     # --- serving (rendered into config.pbtxt) -----------------------------------------------------
     model_name: str = Field("recommender", description="Triton model name the gateway calls.")
     max_batch_size: int = Field(64, ge=1, description="Largest dynamic batch Triton forms.")

@@ -18,7 +18,10 @@ from pipeline.recommender.serving_kernels import MODEL_SOURCE_DIR, SCORING_MODUL
 
 RECOMMENDER_DIR = Path(__file__).resolve().parent
 # The shared pipeline modules this package imports (tests/unit/test_pipeline_structure.py checks the list).
-SHARED_MODULES = ("data", "fingerprint", "metrics", "model_dir", "model_sources", "seeding", "settings")
+SHARED_MODULES = (
+    "data", "fingerprint", "metrics", "model_dir", "model_sources", "model_versions", "seeding", "settings",
+    "version_store",
+)
 FITTING_LIBRARIES = ("implicit", "scipy", "numpy", "torch")
 
 

@@ -5,20 +5,27 @@ Inputs (batch dimension implicit; a client sends shape [1, n]):
   RECENT_ITEM_IDS [-1] string (optional, ragged: purchases the build does not know yet).
 Outputs (shape [1, k] per request):
   ITEM_IDS, ITEM_TITLES [-1] string, SCORES [-1] fp32, COMPUTE_NS [1] int64, PERSONALIZED [1] bool.
+Versions: ``version_policy`` lists the kept versions (serving, candidate, previous; see
+:mod:`pipeline.model_versions`); the parameters name the serving version (``serving_version``),
+its build_id (``build_id``, what a client that calls no particular version reads) and every
+kept version's build_id (``build_id.<N>``, which each version's model.py checks its artifacts against).
 """
 
 from __future__ import annotations
 
-from pipeline.model_dir import BUILD_ID_PARAMETER, rendered_header
+from pipeline.model_dir import BUILD_ID_PARAMETER, rendered_header, version_build_id_parameter
+from pipeline.model_versions import VersionRecord
 from pipeline.recommender.config import RecommenderPipelineSettings
 
 NUM_THREADS_PARAMETER = "num_threads"
 ARTIFACTS_DIR_PARAMETER = "artifacts_dir"
 INT8_KERNEL_PARAMETER = "cpu_int8_kernel"
+SERVING_VERSION_PARAMETER = "serving_version"
 
 _TEMPLATE = """\
 name: "{model_name}"
 backend: "python"
+version_policy: {{ specific: {{ versions: [ {versions} ] }} }}
 max_batch_size: {max_batch_size}
 dynamic_batching {{
   max_queue_delay_microseconds: {max_queue_delay_us}
@@ -88,6 +95,10 @@ parameters [
     value {{ string_value: "{build_id}" }}
   }},
   {{
+    key: "{serving_version_key}"
+    value {{ string_value: "{serving_version}" }}
+  }},
+{version_build_ids}  {{
     key: "{threads_key}"
     value {{ string_value: "{num_threads}" }}
   }},
@@ -103,14 +114,31 @@ parameters [
 """
 
 
-def render_config(config: RecommenderPipelineSettings, build_id: str, artifacts_dir: str) -> str:
+_VERSION_BUILD_ID = """\
+  {{
+    key: "{key}"
+    value {{ string_value: "{build_id}" }}
+  }},
+"""
+
+
+def render_config(config: RecommenderPipelineSettings, record: VersionRecord, artifacts_dir: str) -> str:
+    """The config of the versions ``record`` keeps (it must have a serving version)."""
+    version_build_ids = "".join(
+        _VERSION_BUILD_ID.format(key=version_build_id_parameter(version), build_id=record.build_id(version))
+        for version in record.kept()
+    )
     return rendered_header("recommender") + _TEMPLATE.format(
         model_name=config.model_name,
+        versions=", ".join(str(version) for version in record.kept()),
+        serving_version_key=SERVING_VERSION_PARAMETER,
+        serving_version=record.serving,
+        version_build_ids=version_build_ids,
         max_batch_size=config.max_batch_size,
         max_queue_delay_us=config.max_queue_delay_us,
         instance_count=config.instance_count,
         build_id_key=BUILD_ID_PARAMETER,
-        build_id=build_id,
+        build_id=record.serving_build_id,
         threads_key=NUM_THREADS_PARAMETER,
         num_threads=config.serving_threads,
         artifacts_key=ARTIFACTS_DIR_PARAMETER,

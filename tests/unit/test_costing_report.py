@@ -167,7 +167,8 @@ def test_csv_reads_back_to_the_same_numbers(ledger: SqliteLedger) -> None:
         "response_bytes", "direct", "compute", "gateway", "cache", "egress", "avoided", "avoided_non_cash",
         "overhead", "idle",
         "storage", "operations", "fully_loaded", "cost_per_1k_requests", "fully_loaded_per_1k_requests",
-        "clicks", "conversions", "revenue", "cost_basis", "cost_per_conversion", "return_on_cost", "currency",
+        "clicks", "conversions", "revenue", "conversions_per_1k_requests", "revenue_per_1k_requests", "cost_basis",
+        "cost_per_conversion", "return_on_cost", "currency",
     ]  # fmt: skip
     # No reconciled windows, no outcomes: those columns are empty, never a made-up zero.
     assert {line["fully_loaded"] for line in parsed} == {""}

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from pipeline.recommender.artifact_reader import load_exported
-from pipeline.recommender.build import build_recommender, is_up_to_date
+from pipeline.recommender.build import build_recommender, is_up_to_date, write_assembled
 from pipeline.recommender.config import RecommenderPipelineSettings
 from pipeline.recommender.export import is_complete, record_triton_compute, triton_compute_of
 from pipeline.recommender.summary import summary_tables
@@ -104,14 +104,74 @@ def test_build_writes_a_complete_model_and_reuses_it(workspace) -> None:
     assert is_up_to_date(settings, config)
 
 
-def test_changed_config_or_force_rebuilds(workspace) -> None:
+def test_changed_inputs_or_force_retrain_and_the_same_build_id_writes_no_new_version(workspace) -> None:
     settings, config = workspace
     first = build_recommender(settings=settings, config=config)
-    assert not is_up_to_date(settings, config.model_copy(update={"epochs": 3}))
-    assert not build_recommender(settings=settings, config=config, force=True).reused
-    retrained = build_recommender(settings=settings, config=config.model_copy(update={"epochs": 3}))
-    assert not retrained.reused
+    changed = config.model_copy(update={"epochs": 3})
+    assert not is_up_to_date(settings, changed)
+    forced = build_recommender(settings=settings, config=config, force=True)
+    assert forced.reused and forced.paths.version == 1 and forced.manifest["build_id"] == first.manifest["build_id"]
+    retrained = build_recommender(settings=settings, config=changed)
     assert retrained.manifest["input_fingerprint"] != first.manifest["input_fingerprint"]
+    assert is_up_to_date(settings, changed)  # whichever version it is, the next run reuses it
+
+
+def _scaled(repository: Path, factor: float) -> dict[str, np.ndarray]:
+    """The serving version's arrays with every item-item scale times ``factor``: a different build_id, the
+    same ranking (score = s / max|s| + prior is unchanged when every link is scaled alike)."""
+    with np.load(repository / "recommender" / "1" / "artifacts" / "recommender.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    assert str(arrays["scorer_kind"]) == "item-item"  # what the synthetic build serves (item-kNN)
+    arrays["neighbour_scales"] = arrays["neighbour_scales"] * np.float32(factor)
+    return arrays
+
+
+def test_a_new_build_id_becomes_the_candidate_version_beside_the_serving_one(workspace) -> None:
+    settings, config = workspace
+    first = build_recommender(settings=settings, config=config)
+    model = settings.model_repository / "recommender"
+    blend = json.loads(first.paths.eval_file.read_text())["served"]["params"]
+    candidate = write_assembled(_scaled(settings.model_repository, 2.0), blend, "scales x2", settings, config)
+
+    assert (candidate.paths.version, candidate.reused) == (2, False)
+    assert candidate.manifest["build_id"] != first.manifest["build_id"]
+    record = json.loads((model / "versions.json").read_text())
+    assert (record["serving"], record["candidate"], sorted(record["versions"])) == ("1", "2", ["1", "2"])
+    assert record["versions"]["1"]["data"]["dataset"] == DATASET and record["versions"]["2"]["build_id"] == (
+        candidate.manifest["build_id"]
+    )
+    assert record["versions"]["2"]["eval"]["gate"]["recall_at_10"] > 0
+    text = (model / "config.pbtxt").read_text()
+    assert "versions: [ 1, 2 ]" in text
+    assert f'key: "build_id.2"\n    value {{ string_value: "{candidate.manifest["build_id"]}" }}' in text
+    assert f'key: "build_id"\n    value {{ string_value: "{first.manifest["build_id"]}" }}' in text  # still serving
+    assert {p.name for p in (model / "2").iterdir()} >= {"model.py", "recommender_scoring.py", "artifacts"}
+    assert is_complete(candidate.paths) and is_complete(first.paths)
+
+    # Both versions scored on the same split by the same evaluator; same ranking, same figures.
+    gate = json.loads(candidate.paths.eval_file.read_text())["gate_evaluation"]
+    serving, scaled = gate["versions"]["1"], gate["versions"]["2"]
+    assert serving["build_id"] == first.manifest["build_id"] and scaled["build_id"] == candidate.manifest["build_id"]
+    assert serving["n_test_users"] > 0 and 0 < scaled["recall_at_10"] == serving["recall_at_10"]
+    assert scaled["ndcg_at_10"] == serving["ndcg_at_10"]
+    assert len(gate["probe_user_ids"]) == len(set(gate["probe_user_ids"])) > 0
+
+    # A newer candidate replaces the unpromoted one; the serving version is untouched.
+    newer = write_assembled(_scaled(settings.model_repository, 3.0), blend, "scales x3", settings, config)
+    assert newer.paths.version == 3 and not (model / "2").exists()
+    assert "versions: [ 1, 3 ]" in (model / "config.pbtxt").read_text()
+    # Rebuilding from unchanged inputs reuses the serving version and writes nothing.
+    again = build_recommender(settings=settings, config=config)
+    assert again.reused and again.paths.version == 1
+    assert json.loads((model / "versions.json").read_text())["candidate"] == "3"
+
+    # Promoting at build time: the candidate serves, the old serving version is kept as previous.
+    build_recommender(settings=settings, config=config, serve=True)  # version 1 is serving already: no change
+    promoted = write_assembled(_scaled(settings.model_repository, 3.0), blend, "scales x3", settings, config,
+                               serve=True)
+    record = json.loads((model / "versions.json").read_text())
+    assert (promoted.paths.version, record["serving"], record["previous"], record["candidate"]) == (3, "3", "1", None)
+    assert load_exported(settings.model_repository).build_id == newer.manifest["build_id"]
 
 
 def test_same_inputs_give_the_same_build_id(workspace) -> None:
@@ -126,7 +186,7 @@ def test_a_repository_without_its_config_is_not_complete(workspace) -> None:
     result = build_recommender(settings=settings, config=config)
     result.paths.config_file.unlink()  # what an interrupted build leaves behind
     assert not is_complete(result.paths)
-    assert not build_recommender(settings=settings, config=config).reused
+    assert build_recommender(settings=settings, config=config).manifest["build_id"] == result.manifest["build_id"]
     assert is_complete(result.paths, result.manifest["input_fingerprint"])
 
 

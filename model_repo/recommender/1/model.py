@@ -2,7 +2,9 @@
 
 The contract (inputs, outputs, parameters) is rendered into ``config.pbtxt`` by
 ``pipeline/recommender/triton_config.py``; the artifacts beside this file come from
-``python -m pipeline build recommender``.
+``python -m pipeline build recommender``. Every kept version (``<N>/``) runs a copy of this
+file and loads its own ``<N>/artifacts``; its build_id is the one its manifest names, which must
+be the one the config declares for that version (``build_id.<N>``).
 
 The artifacts name the model's shape (``scorer_kind``, see recommender_scoring.py):
 
@@ -79,12 +81,16 @@ class TritonPythonModel:
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         torch.set_num_threads(int(params.get("num_threads", "1")))
 
-        artifacts = Path(args["model_repository"]) / args["model_version"] / params.get("artifacts_dir", "artifacts")
+        self.version = args["model_version"]
+        artifacts = Path(args["model_repository"]) / self.version / params.get("artifacts_dir", "artifacts")
         manifest = json.loads((artifacts / MANIFEST_FILE).read_text())
-        self.build_id = params.get("build_id", "")
-        if manifest.get("build_id") != self.build_id:
+        self.build_id = str(manifest.get("build_id", ""))
+        # The config names each kept version's build (build_id.<N>); a single-version config only build_id.
+        declared = params.get(f"build_id.{self.version}", params.get("build_id", ""))
+        if declared != self.build_id:
             raise pb_utils.TritonModelException(
-                f"config.pbtxt names build {self.build_id!r} but {artifacts} holds {manifest.get('build_id')!r}"
+                f"config.pbtxt names build {declared!r} for version {self.version} but {artifacts} holds "
+                f"{self.build_id!r}"
             )
         with np.load(artifacts / WEIGHTS_FILE) as data:
             arrays = {name: data[name] for name in data.files}
@@ -110,7 +116,8 @@ class TritonPythonModel:
         score_dtype = self.scorer.scores([0], [no_items]).dtype  # also warms the kernel up
         self.popularity = torch.from_numpy(arrays["popularity_scores"]).to(self.device, score_dtype)
         pb_utils.Logger.log_info(
-            f"recommender build {self.build_id}: {scoring.scorer_kind(arrays)} model, {len(self.item_ids)} items, "
+            f"recommender version {self.version} build {self.build_id}: {scoring.scorer_kind(arrays)} model, "
+            f"{len(self.item_ids)} items, "
             f"{len(self.user_rows)} users, {self.kind} instance on {self.device}, kernel {self.scorer.kernel}, "
             f"{torch.get_num_threads()} threads"
         )
@@ -149,7 +156,7 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        pb_utils.Logger.log_info(f"recommender build {self.build_id} unloaded")
+        pb_utils.Logger.log_info(f"recommender version {self.version} build {self.build_id} unloaded")
 
     # --- helpers ----------------------------------------------------------------------------
 
