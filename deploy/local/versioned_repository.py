@@ -18,11 +18,12 @@ from pathlib import Path
 MODEL = "recommender"
 SERVING = "1"
 BROKEN_MESSAGE = "broken candidate: every call fails"
-# model.py from before issue 18 reads only the plain build_id: each copy is made to read its own.
-_PLAIN_BUILD_ID = 'self.build_id = params.get("build_id", "")'
-_OWN_BUILD_ID = 'self.build_id = params.get(f"build_id.{args[\'model_version\']}") or params.get("build_id", "")'
 _EXECUTE = "    def execute(self, requests: list) -> list:\n"
 _BUILD_ID = re.compile(r'key: "build_id"\s*value \{ string_value: "([^"]*)" \}')
+_SERVING_VERSION = re.compile(r'key: "serving_version"\s*value \{ string_value: "([^"]*)" \}')
+# What a versioned build's config already declares about its versions: replaced by the copy's own.
+_VERSION_POLICY = re.compile(r"^version_policy: .*\n", re.M)
+_VERSION_PARAMETER = re.compile(r'  \{\n    key: "(?:build_id\.\d+|serving_version)"\n    value \{ string_value: "[^"]*" \}\n  \},?\n')
 
 
 def serving_build_id(source: Path) -> str:
@@ -31,6 +32,12 @@ def serving_build_id(source: Path) -> str:
     if not found:
         raise ValueError(f"{source / MODEL / 'config.pbtxt'} names no build_id")
     return found.group(1)
+
+
+def serving_version(source: Path) -> str:
+    """The version the built recommender serves: its config's ``serving_version``, else 1."""
+    found = _SERVING_VERSION.search((source / MODEL / "config.pbtxt").read_text())
+    return found.group(1) if found else SERVING
 
 
 def build_versioned_repository(
@@ -45,13 +52,14 @@ def build_versioned_repository(
         if other.name != MODEL and other.is_dir():
             (target / other.name).symlink_to(other.resolve(), target_is_directory=True)
     builds = {SERVING: serving_build_id(source), **candidates}
+    source_version = source_model / serving_version(source)
     for version, build_id in builds.items():
         version_dir = model_dir / version
-        shutil.copytree(source_model / SERVING, version_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(source_version, version_dir, ignore=shutil.ignore_patterns("__pycache__"))
         manifest_path = version_dir / "artifacts" / "manifest.json"
         manifest = json.loads(manifest_path.read_text())
         manifest_path.write_text(json.dumps({**manifest, "build_id": build_id}, indent=2))
-        code = (version_dir / "model.py").read_text().replace(_PLAIN_BUILD_ID, _OWN_BUILD_ID)
+        code = (version_dir / "model.py").read_text()  # it checks its manifest against build_id.<N>
         if version in broken:
             code = code.replace(_EXECUTE, _EXECUTE + f"        raise pb_utils.TritonModelException({BROKEN_MESSAGE!r})\n", 1)
         (version_dir / "model.py").write_text(code)
@@ -60,7 +68,8 @@ def build_versioned_repository(
         for version, build_id in builds.items()
     )
     parameters += f'  {{\n    key: "serving_version"\n    value {{ string_value: "{SERVING}" }}\n  }},\n'
-    config = (source_model / "config.pbtxt").read_text().replace("parameters [\n", "parameters [\n" + parameters, 1)
+    config = _VERSION_PARAMETER.sub("", _VERSION_POLICY.sub("", (source_model / "config.pbtxt").read_text()))
+    config = config.replace("parameters [\n", "parameters [\n" + parameters, 1)
     config += f"version_policy: {{ specific: {{ versions: [ {', '.join(sorted(kept, key=int))} ] }} }}\n"
     (model_dir / "config.pbtxt").write_text(config)
     return builds
