@@ -6,6 +6,7 @@ that binds it later, :func:`unreachable_address` for an address where nothing li
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -55,6 +56,18 @@ def _unreachable(message: str) -> bool:
 def e2e_log_path(name: str) -> Path:
     """Log file of a server that an e2e test starts: ``<run_dir>/logs/e2e-<name>.log``."""
     return get_local_settings().run_dir / "logs" / f"e2e-{name}.log"
+
+
+async def wait_for_async(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.05) -> T:
+    """:func:`wait_for` inside an event loop (the loop keeps running while it waits)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(poll_s)
 
 
 def wait_for(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.1) -> T:
