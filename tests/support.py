@@ -1,13 +1,24 @@
 """Helpers shared by the unit and end-to-end tests; shared fixtures are in tests/conftest.py.
 
-Every loopback port a test picks goes through here: :func:`port_for_later_bind` for a server
-that binds it later, :func:`unreachable_address` for an address where nothing listens.
+Every loopback port a test picks goes through here. How a port reaches its server:
+
+- a server in the test's own process binds port 0 and the test reads the port it got (bound
+  once, nothing to race: tests/e2e/test_otlp_export.py);
+- a server in another process (Triton, redis-server, a metrics listener) is given a port from
+  :func:`port_for_later_bind`, which another process may take before the server binds it; its
+  start is therefore retried on fresh ports when it fails because the port was taken
+  (:func:`retry_on_port_collision`);
+- :func:`unreachable_address` is an address where nothing listens.
+
+Not covered: the gateway's own port (gRPC binds with SO_REUSEPORT, so a collision does not fail
+the bind, it would share the port: see tests/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +36,28 @@ T = TypeVar("T")
 
 def port_for_later_bind() -> int:
     """A loopback port free now, for a server that binds it later (a child process, or the
-    component under test). Racy: another process may take it in between."""
+    component under test). Racy: another process may take it in between, so start that server
+    through :func:`retry_on_port_collision`."""
     return free_port()
+
+
+# Starts tried before a port collision fails the test (each on fresh ports).
+PORT_COLLISION_ATTEMPTS = 3
+# What a server says when its port was taken between choosing it and binding it.
+_PORT_TAKEN = re.compile(r"address already in use|already in use|EADDRINUSE|errno 98", re.IGNORECASE)
+
+
+def retry_on_port_collision(start: Callable[[], T], attempts: int = PORT_COLLISION_ATTEMPTS) -> T:
+    """``start()`` picks fresh ports (port_for_later_bind) and starts a server on them; when it
+    fails because a port was taken in between, it is called again, at most ``attempts`` times.
+    Any other failure propagates at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except Exception as error:
+            if attempt == attempts or not _PORT_TAKEN.search(f"{error} {getattr(error, 'strerror', '')}"):
+                raise
+    raise AssertionError("unreachable")
 
 
 def unreachable_address() -> str:

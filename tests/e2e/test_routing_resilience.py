@@ -20,7 +20,14 @@ import tritonclient.grpc as triton_grpc
 from deploy.local.redis import ensure_redis
 from deploy.local.triton import TritonServer
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc
-from tests.support import e2e_log_path, port_for_later_bind, unreachable_address, wait_for, wait_for_async
+from tests.support import (
+    e2e_log_path,
+    port_for_later_bind,
+    retry_on_port_collision,
+    unreachable_address,
+    wait_for,
+    wait_for_async,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -75,8 +82,23 @@ async def steady_load(
     return samples
 
 
-def start_triton(model_repository: Path, name: str, **ports: int) -> TritonServer:
-    return TritonServer(model_repository, models=(MODEL,), log_path=e2e_log_path(name), **ports).start()
+def start_triton(model_repository: Path, name: str) -> TritonServer:
+    return retry_on_port_collision(
+        lambda: TritonServer(model_repository, models=(MODEL,), log_path=e2e_log_path(name)).start()
+    )
+
+
+def own_redis(tmp_path: Path):
+    """A redis-server of this test's own (one already answering on the chosen port is someone
+    else's: another port is tried)."""
+
+    def start():
+        handle = ensure_redis(f"redis://127.0.0.1:{port_for_later_bind()}/0", tmp_path)
+        if handle.process is None:
+            raise OSError(98, "Address already in use (another Redis answers there)")
+        return handle
+
+    return retry_on_port_collision(start)
 
 
 def pools_json(gpu_url: str, cpu_url: str) -> str:
@@ -156,8 +178,8 @@ async def test_killing_the_primary_pool_fails_no_request_and_traffic_returns_aft
 
 
 async def test_stopping_redis_under_load_fails_no_request_and_caching_resumes(gateway_factory, buyers, tmp_path):
-    redis_url = f"redis://127.0.0.1:{port_for_later_bind()}/0"
-    redis = ensure_redis(redis_url, tmp_path)
+    redis = own_redis(tmp_path)
+    redis_url = redis.url
     # The cache's circuit breaker probes Redis again 0.5 s after it opened.
     gateway = gateway_factory(redis_url=redis_url, cache_breaker_cooldown_s=0.5)
     stop, samples = asyncio.Event(), []
