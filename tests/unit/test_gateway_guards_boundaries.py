@@ -12,7 +12,7 @@ import pytest
 from tritonclient.grpc import service_pb2
 
 from gateway.admission import TokenBucket
-from gateway.api import search_pb2
+from gateway.api import common_pb2, search_pb2
 from gateway.errors import BackendFailed, InvalidArgument
 from gateway.outlier_detection import OutlierDetector
 from gateway.protobuf_wire import bytes_tensor
@@ -202,6 +202,18 @@ def test_outputs_of_different_lengths_break_the_contract(broken):
 
 def test_the_items_are_the_kept_products_with_their_titles_back_to_back():
     answer = search_answer(outputs(["a", "b", "c"], titles=["A", "B", "C"], scores=[0.5, 0.25, 0.125]), {b"b"}, 5, "3")
-    parsed = search_pb2.SearchResponse.FromString(answer.items_wire)
-    assert [(i.item_id, i.title, i.score) for i in parsed.items] == [("a", "A", 0.5), ("c", "C", 0.125)]
+    expected = search_pb2.SearchResponse(
+        items=[common_pb2.Item(item_id="a", title="A", score=0.5), common_pb2.Item(item_id="c", title="C", score=0.125)]
+    )
+    assert answer.items_wire == expected.SerializeToString(), "the items' wire bytes, back to back, nothing between"
     assert (answer.item_count, answer.compute_ns) == (2, 120)
+
+
+def test_a_bad_feature_is_quoted_up_to_80_characters():
+    from gateway.validation import validate_feature
+
+    with pytest.raises(InvalidArgument) as raised:
+        validate_feature("F" * 100)
+    assert raised.value.message == (
+        f"feature: {'F' * 80!r} is not a feature label: use 1-64 lower-case letters, digits or '_', starting with a letter"
+    )

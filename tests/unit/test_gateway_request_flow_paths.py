@@ -178,7 +178,12 @@ async def test_without_a_trace_the_model_call_carries_no_metadata(ledger, book):
 
 @pytest.mark.parametrize(
     ("endpoint", "address", "port"),
-    [("[::1]:8001", "::1", 8001), ("triton.internal:9001", "triton.internal", 9001), ("unix-socket", "unix-socket", None)],
+    [
+        ("[::1]:8001", "::1", 8001),
+        ("triton.internal:9001", "triton.internal", 9001),
+        ("X-triton-X:9001", "X-triton-X", 9001),
+        ("unix-socket", "unix-socket", None),
+    ],
 )
 async def test_the_infer_span_names_the_server_that_answered(ledger, book, endpoint, address, port):
     class Route(ScriptedRoute):

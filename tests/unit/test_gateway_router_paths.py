@@ -194,10 +194,11 @@ async def test_no_pool_able_to_serve_under_cheapest_within_slo_is_unavailable():
 
 async def test_an_attempt_counts_in_flight_on_its_pool_and_endpoint_and_releases_them(clock):
     gpu = make_pool("gpu", "gpu", clock=clock, takes_s=0.25)
+    gpu.in_flight = gpu.endpoints[0].in_flight = 2  # two other calls already there
     router = make_router(gpu)
     await router.infer("m", ["x"], 1.0, (("k", "v"),))
-    assert model_of(gpu).seen_in_flight == [(1, 1)]
-    assert (gpu.in_flight, gpu.endpoints[0].in_flight) == (0, 0)
+    assert model_of(gpu).seen_in_flight == [(3, 3)]
+    assert (gpu.in_flight, gpu.endpoints[0].in_flight) == (2, 2)
     assert model_of(gpu).calls == [(["x"], 1.0, (("k", "v"),))]
     assert gpu.latency_ms == pytest.approx(250.0), "0.25 s observed, in milliseconds"
     failing = make_pool("failing", fail_with=BackendUnavailable("down"))
