@@ -103,10 +103,11 @@ def test_a_key_is_the_prefix_rpc_schema_model_version_build_and_the_keyed_hash_o
     """digest = HMAC-SHA256(HMAC-SHA256(secret, "tollgate cache keys"), compact JSON)[:32 hex]."""
     body = b'["17850",10,["a","b"]]'
     digest = hmac.new(sub_key(b"tollgate cache keys"), body, hashlib.sha256).hexdigest()[:32]
-    assert SECRET.digest(["17850", 10, ["a", "b"]]) == digest
+    secret = CacheSecret(RAW_SECRET)  # built here, not at import: what is tested is this call
+    assert secret.digest(["17850", 10, ["a", "b"]]) == digest
     mapping = hmac.new(sub_key(b"tollgate cache keys"), b'[{"k":1}]', hashlib.sha256).hexdigest()[:32]
-    assert SECRET.digest([{"k": 1}]) == mapping, "compact separators for mappings too"
-    keys = CacheKeys("tg:", SECRET)
+    assert secret.digest([{"k": 1}]) == mapping, "compact separators for mappings too"
+    keys = CacheKeys("tg:", secret)
     assert keys.key("Recommend", "recommender", "3", "build-9", ["17850", 10, ["a", "b"]]) == (
         f"tg:recommend:v4:recommender:3:build-9:{digest}"
     )
@@ -114,9 +115,10 @@ def test_a_key_is_the_prefix_rpc_schema_model_version_build_and_the_keyed_hash_o
 
 def test_a_seal_is_the_hmac_of_key_nul_payload_under_the_entries_sub_key():
     mac = hmac.new(sub_key(b"tollgate cache entries"), b"k1\0payload", hashlib.sha256).digest()
-    assert SECRET.seal("k1", b"payload") == mac + b"payload"
-    assert SECRET.unseal("k1", mac + b"payload") == b"payload"
-    assert SECRET.unseal("k2", mac + b"payload") is None
+    secret = CacheSecret(RAW_SECRET)
+    assert secret.seal("k1", b"payload") == mac + b"payload"
+    assert secret.unseal("k1", mac + b"payload") == b"payload"
+    assert secret.unseal("k2", mac + b"payload") is None
 
 
 # --- entries -------------------------------------------------------------------------------------

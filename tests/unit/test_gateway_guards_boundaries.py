@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from gateway.admission import TokenBucket
+from gateway.admission import Admission, Overloaded, TokenBucket
 from gateway.api import common_pb2, search_pb2
 from gateway.errors import BackendFailed, InvalidArgument
 from gateway.outlier_detection import OutlierDetector
@@ -105,6 +105,19 @@ def test_tokens_refill_at_the_rate_per_second_from_the_last_take():
     clock.now = 100.5
     assert bucket.take(), "0.5 + 0.5 = one token"
     assert not bucket.take()
+
+
+def test_the_concurrency_limit_counts_every_call_in_flight():
+    admission = Admission(3, {})
+    for tenant in ("acme", "globex", "acme"):
+        admission.enter(tenant)
+    assert admission.in_flight == 3
+    with pytest.raises(Overloaded) as raised:
+        admission.enter("initech")
+    assert raised.value.message == "the gateway is at its limit of 3 concurrent calls; retry with backoff"
+    admission.leave()
+    admission.enter("initech")
+    assert admission.in_flight == 3
 
 
 # --- tenants -------------------------------------------------------------------------------------

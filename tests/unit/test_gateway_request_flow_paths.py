@@ -123,6 +123,27 @@ def test_an_answer_ready_exactly_at_the_deadline_is_too_late(clock):
     assert not _deadline_passed(Caller("acme", None, "home_feed"), 0.0)
 
 
+async def test_a_call_the_caller_left_ends_its_span_as_cancelled(ledger, book):
+    entered = asyncio.Event()
+
+    class Hanging(ScriptedRoute):
+        async def answer(self, query, timeout_s, metadata=None):
+            entered.set()
+            await asyncio.Event().wait()
+
+    spans = Spans()
+    flow, writer = flow_with(ledger, book)
+    task = asyncio.create_task(call(flow, Hanging(), call_trace=traced(spans)))
+    await asyncio.wait_for(entered.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await writer.close()
+    (server,) = spans.named("/svc/Recommend")
+    assert server.attributes["rpc.grpc.status_code"] == 1, "CANCELLED"
+    assert [r.status for r in ledger.records()] == ["CANCELLED"]
+
+
 async def test_an_answer_after_the_deadline_says_so(ledger, book):
     class Slow(ScriptedRoute):
         async def answer(self, query, timeout_s, metadata=None):
@@ -130,13 +151,16 @@ async def test_an_answer_after_the_deadline_says_so(ledger, book):
             await asyncio.sleep(0.02)  # the work of a model slower than the 10 ms deadline
             return result
 
+    spans = Spans()
     flow, writer = flow_with(ledger, book)
     with pytest.raises(SettledRequestError) as late:
-        await call(flow, Slow(), time_remaining_s=0.01)
+        await call(flow, Slow(), time_remaining_s=0.01, call_trace=traced(spans))
     await writer.close()
     assert (late.value.status, late.value.message) == (
         "DEADLINE_EXCEEDED", "the answer was ready after the caller's deadline"
     )
+    (server,) = spans.named("/svc/Recommend")
+    assert server.attributes["rpc.grpc.status_code"] == 4, "DEADLINE_EXCEEDED, on the call's own span"
 
 
 # --- what a call is billed for and what its spans say ---------------------------------------------
