@@ -4,7 +4,7 @@ Every loopback port a test picks goes through here. How a port reaches its serve
 
 - a server in the test's own process binds port 0 and the test reads the port it got (bound
   once, nothing to race: tests/e2e/test_otlp_export.py);
-- a server in another process (Triton, redis-server, a metrics listener) is given a port from
+- a server in another process (Triton, redis-server) is given a port from
   :func:`port_for_later_bind`, which another process may take before the server binds it; its
   start is therefore retried on fresh ports when it fails because the port was taken
   (:func:`retry_on_port_collision`);
