@@ -275,7 +275,7 @@ async def test_the_default_ejection_limit_is_ten_percent():
 # --- state across pools -----------------------------------------------------------------------------
 
 
-def test_the_state_is_the_first_pool_that_can_serve_and_else_says_why_none_can():
+async def test_the_state_is_the_first_pool_that_can_serve_and_else_says_why_none_can():
     gpu = make_pool("gpu", "gpu", state=ModelState(False, "server not ready", "2", "build-2"))
     cpu = make_pool("cpu", rank=1, state=ModelState(True, "ready", "3", "build-3"))
     router = make_router(gpu, cpu)
