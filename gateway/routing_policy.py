@@ -13,7 +13,10 @@ The router adds ``retry`` when a call moves to another pool after a failure.
 of the configuration. ``cheapest_within_slo``: pools whose observed latency meets the
 objective come first; among them private capacity (already paid for) before public, then the
 lowest expected cost per request (price per device-hour × the pool's observed compute per
-request); public pools thus take traffic only when private ones are full or too slow.
+request; a pool not measured yet is assumed to compute the mean of the measured ones, so it is
+ranked by its price, neither free nor barred); public pools thus take traffic only when private
+ones are full or too slow. A pool with no recent latency counts as meeting the objective, so
+that it gets calls to be measured.
 """
 
 from __future__ import annotations
@@ -45,10 +48,10 @@ class PoolView:
     def has_headroom(self) -> bool:
         return self.in_flight < self.max_in_flight
 
-    @property
-    def expected_cost(self) -> float:
-        """Relative cost of one call here; unknown compute counts as equal everywhere."""
-        return self.usd_per_hour * (self.compute_ns if self.compute_ns is not None else 1.0)
+    def expected_cost(self, unknown_compute_ns: float) -> float:
+        """Relative cost of one call here: price × compute per call, ``unknown_compute_ns`` when
+        this pool has no measurement yet."""
+        return self.usd_per_hour * (self.compute_ns if self.compute_ns is not None else unknown_compute_ns)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,20 @@ def cheapest_within_slo(pools: Sequence[PoolView], latency_objective_ms: float) 
     def meets_objective(pool: PoolView) -> bool:
         return pool.latency_ms is None or pool.latency_ms <= latency_objective_ms
 
-    return sorted(pools, key=lambda p: (not meets_objective(p), p.location != "private", p.expected_cost, p.rank))
+    unknown_compute_ns = typical_compute_ns(pools)
+    return sorted(
+        pools,
+        key=lambda p: (not meets_objective(p), p.location != "private", p.expected_cost(unknown_compute_ns), p.rank),
+    )
+
+
+def typical_compute_ns(pools: Sequence[PoolView]) -> float:
+    """What a pool with no measurement is assumed to compute per call: the mean of the measured
+    pools, so that it is ranked by its price against them rather than as if it computed nothing
+    (any constant would be arbitrary next to measurements in nanoseconds). With no measurement
+    anywhere, 1.0 everywhere: pools are ranked by price alone."""
+    known = [p.compute_ns for p in pools if p.compute_ns is not None]
+    return sum(known) / len(known) if known else 1.0
 
 
 POLICIES: dict[str, Callable[[Sequence[PoolView], float], list[PoolView]]] = {

@@ -1,12 +1,24 @@
 """Helpers shared by the unit and end-to-end tests; shared fixtures are in tests/conftest.py.
 
-Every loopback port a test picks goes through here: :func:`port_for_later_bind` for a server
-that binds it later, :func:`unreachable_address` for an address where nothing listens.
+Every loopback port a test picks goes through here. How a port reaches its server:
+
+- a server in the test's own process binds port 0 and the test reads the port it got (bound
+  once, nothing to race: tests/e2e/test_otlp_export.py);
+- a server in another process (Triton, redis-server) is given a port from
+  :func:`port_for_later_bind`, which another process may take before the server binds it; its
+  start is therefore retried on fresh ports when it fails because the port was taken
+  (:func:`retry_on_port_collision`);
+- :func:`unreachable_address` is an address where nothing listens.
+
+Not covered: the gateway's own port (gRPC binds with SO_REUSEPORT, so a collision does not fail
+the bind, it would share the port: see tests/README.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +36,28 @@ T = TypeVar("T")
 
 def port_for_later_bind() -> int:
     """A loopback port free now, for a server that binds it later (a child process, or the
-    component under test). Racy: another process may take it in between."""
+    component under test). Racy: another process may take it in between, so start that server
+    through :func:`retry_on_port_collision`."""
     return free_port()
+
+
+# Starts tried before a port collision fails the test (each on fresh ports).
+PORT_COLLISION_ATTEMPTS = 3
+# What a server says when its port was taken between choosing it and binding it.
+_PORT_TAKEN = re.compile(r"address already in use|already in use|EADDRINUSE|errno 98", re.IGNORECASE)
+
+
+def retry_on_port_collision(start: Callable[[], T], attempts: int = PORT_COLLISION_ATTEMPTS) -> T:
+    """``start()`` picks fresh ports (port_for_later_bind) and starts a server on them; when it
+    fails because a port was taken in between, it is called again, at most ``attempts`` times.
+    Any other failure propagates at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except Exception as error:
+            if attempt == attempts or not _PORT_TAKEN.search(f"{error} {getattr(error, 'strerror', '')}"):
+                raise
+    raise AssertionError("unreachable")
 
 
 def unreachable_address() -> str:
@@ -55,6 +87,18 @@ def _unreachable(message: str) -> bool:
 def e2e_log_path(name: str) -> Path:
     """Log file of a server that an e2e test starts: ``<run_dir>/logs/e2e-<name>.log``."""
     return get_local_settings().run_dir / "logs" / f"e2e-{name}.log"
+
+
+async def wait_for_async(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.05) -> T:
+    """:func:`wait_for` inside an event loop (the loop keeps running while it waits)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(poll_s)
 
 
 def wait_for(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.1) -> T:

@@ -20,7 +20,7 @@ from gateway.settings import get_settings
 from pipeline.recommender.artifact_reader import ExportedRecommender, load_exported
 from pipeline.recommender.build import build_recommender
 from pipeline.search.build import build_search
-from tests.support import e2e_log_path, port_for_later_bind
+from tests.support import e2e_log_path, port_for_later_bind, retry_on_port_collision
 
 # Models the e2e Triton loads (explicit model control: other models of the repository may be unbuilt).
 TRITON_MODELS = SERVED_MODELS
@@ -67,12 +67,9 @@ def buyers(recommender_export: ExportedRecommender) -> list[str]:
 @pytest.fixture(scope="session")
 def triton_server(model_repository: Path) -> Iterator[TritonServer]:
     """The real tritonserver on free loopback ports, stopped at the end of the session."""
-    server = TritonServer(
-        model_repository,
-        models=TRITON_MODELS,
-        log_path=e2e_log_path("triton"),
+    server = retry_on_port_collision(
+        lambda: TritonServer(model_repository, models=TRITON_MODELS, log_path=e2e_log_path("triton")).start()
     )
-    server.start()
     try:
         yield server
     finally:

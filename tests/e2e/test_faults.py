@@ -118,8 +118,9 @@ def test_fail_open_keeps_serving_when_nothing_can_record(gateway_factory, tmp_pa
 
 
 def test_a_locked_ledger_is_unavailable_within_the_callers_deadline(gateway_factory, tmp_path):
-    """Another process holds the SQLite ledger's write lock: RecordOutcome must write, and
-    answers UNAVAILABLE before the caller's deadline, with no database text."""
+    """Another process holds the SQLite ledger's write lock: RecordOutcome must write, and the
+    gateway answers UNAVAILABLE itself (the caller's own deadline would be DEADLINE_EXCEEDED),
+    with no database text."""
     ledger_path = tmp_path / "ledger.sqlite"
     gateway = gateway_factory(ledger_path=ledger_path, reconciliation_enabled=False)
     request_id = _recommend(gateway)[1]["x-tollgate-request-id"]
@@ -129,19 +130,16 @@ def test_a_locked_ledger_is_unavailable_within_the_callers_deadline(gateway_fact
     try:
         with grpc.insecure_channel(gateway.address) as channel:
             stub = cost_pb2_grpc.CostServiceStub(channel)
-            started = time.monotonic()
             with pytest.raises(grpc.RpcError) as raised:
                 stub.RecordOutcome(
                     cost_pb2.RecordOutcomeRequest(outcome_id="o-1", request_id=request_id, kind="click"),
                     timeout=1.5,
                     metadata=gateway.metadata(),
                 )
-            elapsed = time.monotonic() - started
     finally:
         locker.rollback()
         locker.close()
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE, raised.value.details()
-    assert elapsed < 1.5, "answered before the caller's deadline, not cut by it"
     assert "sqlite" not in raised.value.details().lower() and "locked" not in raised.value.details()
 
 
@@ -153,7 +151,7 @@ def test_a_flood_of_expiring_deadlines_ejects_nothing_and_spares_other_tenants(g
     def neighbour() -> None:
         while not stop.is_set():
             other.append(_status(gateway, tenant="shop-eu", user_id="12347"))
-            time.sleep(0.05)
+            time.sleep(0.05)  # the neighbour's pace, not a wait for anything
 
     thread = threading.Thread(target=neighbour)
     thread.start()
@@ -204,11 +202,9 @@ def test_a_tenant_over_its_rate_is_refused_at_once_and_others_are_not(gateway_fa
         for tenant in access.tenants
     ]
     gateway = gateway_factory(tenants=json.dumps(tenants))
-    started = time.monotonic()
     statuses = [_status(gateway, tenant="acme", user_id=str(12350 + n)) for n in range(8)]
-    elapsed = time.monotonic() - started
+    # Refused at once, not queued: a queued call would have waited for a token and been OK.
     assert statuses[:3] == ["OK"] * 3 and statuses.count("RESOURCE_EXHAUSTED") >= 4
-    assert elapsed < 5, "refused at once, not queued"
     assert {_status(gateway, tenant="globex", user_id=str(12360 + n)) for n in range(5)} == {"OK"}
 
 

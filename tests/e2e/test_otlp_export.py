@@ -12,7 +12,6 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from gateway import telemetry_attributes as attr
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc
-from tests.support import port_for_later_bind
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +34,7 @@ def otlp_receiver():
     receiver = OtlpReceiver()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
-    port = server.add_insecure_port(f"127.0.0.1:{port_for_later_bind()}")
+    port = server.add_insecure_port("127.0.0.1:0")  # bound once, here: the port it got is handed on
     server.start()
     yield receiver, f"http://127.0.0.1:{port}"
     server.stop(grace=None)

@@ -5,7 +5,6 @@ away fails the waiting commands and the next command connects again."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,20 +14,32 @@ import redis
 import trustme
 
 from gateway.redis_pipe import RedisPipe
-from tests.support import port_for_later_bind
+from tests.support import port_for_later_bind, retry_on_port_collision, wait_for
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
-]
+pytestmark = pytest.mark.e2e
 
 
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    log = (tmp_path / "redis.log").open("ab")
-    return subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path), *args],
-        stdout=log, stderr=log,
-    )  # fmt: skip
+    log_path = tmp_path / "redis.log"
+    log_path.unlink(missing_ok=True)
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path), *args],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+    # Ours is listening once it says so; one that exits instead says why (a port taken is retried).
+    wait_for(lambda: server.poll() is not None or "Ready to accept connections" in log_path.read_text(), 10, "redis-server")
+    if server.poll() is not None:
+        raise OSError(f"redis-server exited: {log_path.read_text()[-500:]}")
+    return server
+
+
+def _start_on_a_free_port(tmp_path: Path, port_option: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    def start() -> tuple[subprocess.Popen[bytes], int]:
+        port = port_for_later_bind()
+        return _start(tmp_path, port_option, str(port), *args), port
+
+    return retry_on_port_collision(start)
 
 
 def _wait(url: str, **kwargs: object) -> None:
@@ -52,8 +63,7 @@ async def _round_trip(pipe: RedisPipe) -> list[bytes | None]:
 
 
 def test_plain_redis_and_a_server_that_comes_back(tmp_path):
-    port = port_for_later_bind()
-    server = _start(tmp_path, "--port", str(port))
+    server, port = _start_on_a_free_port(tmp_path, "--port")
     url = f"redis://127.0.0.1:{port}/3"
     try:
         _wait(url)
@@ -86,9 +96,8 @@ def test_tls_with_an_acl_user_as_in_production(tmp_path):
     ca.cert_pem.write_to_path(tmp_path / "ca.crt")
     cert.cert_chain_pems[0].write_to_path(tmp_path / "server.crt")
     cert.private_key_pem.write_to_path(tmp_path / "server.key")
-    port = port_for_later_bind()
-    server = _start(
-        tmp_path, "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tmp_path / "server.crt"),
+    server, port = _start_on_a_free_port(
+        tmp_path, "--tls-port", "--port", "0", "--tls-cert-file", str(tmp_path / "server.crt"),
         "--tls-key-file", str(tmp_path / "server.key"), "--tls-ca-cert-file", str(tmp_path / "ca.crt"),
         "--tls-auth-clients", "no", "--user", "default", "off", "--user", "tollgate", "on", ">secret-pw",
         "~tollgate-test:*", "+@all",

@@ -91,8 +91,7 @@ def test_a_failed_section_is_not_published_by_default(monkeypatch, tmp_path):
 
 
 def test_the_committed_results_page_is_what_its_committed_json_renders():
-    if not RESULTS_JSON.exists():
-        pytest.skip(f"no committed bench JSON at {RESULTS_JSON.relative_to(RESULTS_JSON.parents[2])}: run `make bench`")
+    assert RESULTS_JSON.exists(), f"no committed bench JSON at {RESULTS_JSON.relative_to(RESULTS_JSON.parents[2])}: run `make bench`"
     expected = render_page(json.loads(RESULTS_JSON.read_text()))
     assert RESULTS_PAGE.read_text(encoding="utf-8") == expected, (
         "benchmarks/RESULTS.md differs from what benchmarks/results/latest.json renders: it is generated, "
