@@ -175,7 +175,7 @@ class Ensemble:
         self.given: list[tuple[float, object]] = []
         self.state = ModelState(True, "ready", "3", "b1")
 
-    async def infer(self, tensors, timeout_s, metadata=None):
+    async def infer(self, tensors, timeout_s, metadata=None, version=None):
         self.given.append((timeout_s, metadata))
         return self.result, PLACEMENT
 

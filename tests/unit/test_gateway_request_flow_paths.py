@@ -127,7 +127,7 @@ async def test_a_call_the_caller_left_ends_its_span_as_cancelled(ledger, book):
     entered = asyncio.Event()
 
     class Hanging(ScriptedRoute):
-        async def answer(self, query, timeout_s, metadata=None):
+        async def answer(self, query, timeout_s, metadata=None, version=None):
             entered.set()
             await asyncio.Event().wait()
 
@@ -146,7 +146,7 @@ async def test_a_call_the_caller_left_ends_its_span_as_cancelled(ledger, book):
 
 async def test_an_answer_after_the_deadline_says_so(ledger, book):
     class Slow(ScriptedRoute):
-        async def answer(self, query, timeout_s, metadata=None):
+        async def answer(self, query, timeout_s, metadata=None, version=None):
             result = await super().answer(query, timeout_s, metadata)
             await asyncio.sleep(0.02)  # the work of a model slower than the 10 ms deadline
             return result
@@ -211,7 +211,7 @@ async def test_without_a_trace_the_model_call_carries_no_metadata(ledger, book):
 )
 async def test_the_infer_span_names_the_server_that_answered(ledger, book, endpoint, address, port):
     class Route(ScriptedRoute):
-        async def answer(self, query, timeout_s, metadata=None):
+        async def answer(self, query, timeout_s, metadata=None, version=None):
             answer, _ = await super().answer(query, timeout_s, metadata)
             return answer, Placement("cpu-local", "cpu", "private", "primary", 1, endpoint)
 

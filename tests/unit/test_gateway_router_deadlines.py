@@ -36,7 +36,7 @@ class TimedTriton:
         self.timeouts: list[float] = []
         self.state = ModelState(True, "ready", "1", "b1")
 
-    async def infer(self, inputs, timeout_s, metadata=None):
+    async def infer(self, inputs, timeout_s, metadata=None, version=None):
         self.timeouts.append(timeout_s)
         if self.takes_s > timeout_s:
             self.clock.advance(timeout_s)

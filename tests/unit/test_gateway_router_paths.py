@@ -36,7 +36,7 @@ class Model:
         self.readiness_timeouts: list[float] = []
         self.pool: Pool | None = None
 
-    async def infer(self, tensors, timeout_s, metadata=None):
+    async def infer(self, tensors, timeout_s, metadata=None, version=None):
         self.calls.append((tensors, timeout_s, metadata))
         if self.pool is not None:
             self.seen_in_flight.append((self.pool.in_flight, self.pool.endpoints[0].in_flight))
