@@ -10,6 +10,11 @@ is read as redis-py reads it (``redis://`` or ``rediss://``, user, password, dat
 ``ssl_ca_certs``/``ssl_certfile``/``ssl_keyfile``/``ssl_cert_reqs``/``ssl_check_hostname``). A
 connection that fails fails its waiting commands (the cache counts them as misses) and the next
 command connects again.
+
+A cache store needs no caller to wait for its reply: ``set_later`` adds its SET to the current
+iteration's write and registers a callback in the reply queue instead of a future, so a store
+costs no future, task or timer (a reply that never comes costs nothing but its place in the
+queue; a lost connection reports it to the callback).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -26,6 +31,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 Reply = Any
+# Told how one unawaited command ended: None when Redis answered it, else the error.
+ReplyCallback = Callable[[Exception | None], object]
 
 
 def encode_command(*args: bytes | str | int) -> bytes:
@@ -40,7 +47,8 @@ def encode_command(*args: bytes | str | int) -> bytes:
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self._reader = hiredis.Reader()
-        self._waiting: collections.deque[asyncio.Future[Reply]] = collections.deque()
+        # In the order the commands were written: a future per awaited reply, a callback per unawaited one.
+        self._waiting: collections.deque[asyncio.Future[Reply] | ReplyCallback] = collections.deque()
         self._unsent: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
@@ -60,6 +68,15 @@ class _Connection(asyncio.Protocol):
         self._unsent.append(payload)
         return futures
 
+    def send_unawaited(self, payload: bytes, replies: int, on_reply: ReplyCallback) -> None:
+        """Queues ``payload`` like :meth:`send`; each of its replies goes to ``on_reply``."""
+        if self.transport is None or self.lost is not None:
+            raise RedisConnectionError("the Redis connection is closed")
+        self._waiting.extend([on_reply] * replies)
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._write)
+        self._unsent.append(payload)
+
     def _write(self) -> None:
         payload, self._unsent = b"".join(self._unsent), []
         if self.transport is not None and self.lost is None:
@@ -68,20 +85,25 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
-            future = self._waiting.popleft()
-            if future.done():  # its caller gave up (time budget): the reply is dropped
+            waiter = self._waiting.popleft()
+            if not isinstance(waiter, asyncio.Future):
+                waiter(ResponseError(str(reply)) if isinstance(reply, hiredis.ReplyError) else None)
+            elif waiter.done():  # its caller gave up (time budget): the reply is dropped
                 continue
-            if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(ResponseError(str(reply)))
+            elif isinstance(reply, hiredis.ReplyError):
+                waiter.set_exception(ResponseError(str(reply)))
             else:
-                future.set_result(reply)
+                waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or RedisConnectionError("the Redis server closed the connection")
         while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(RedisConnectionError(f"the Redis connection was lost: {self.lost}"))
+            waiter = self._waiting.popleft()
+            error = RedisConnectionError(f"the Redis connection was lost: {self.lost}")
+            if not isinstance(waiter, asyncio.Future):
+                waiter(error)
+            elif not waiter.done():
+                waiter.set_exception(error)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -117,6 +139,17 @@ class RedisPipe:
         payload = b"".join(encode_command(b"SET", key, value, b"EX", ttl_s) for key, value in entries)
         connection = await self._ready()
         await asyncio.gather(*connection.send(payload, len(entries)))
+
+    def set_later(self, entries: Sequence[tuple[str, bytes]], ttl_s: int, on_reply: ReplyCallback) -> bool:
+        """SET key value EX ttl for every entry, written with this loop iteration's other
+        commands; nobody waits: each reply (or the connection's loss) goes to ``on_reply``.
+        False, and nothing sent, while no connection is open (use :meth:`set_many`)."""
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            return False
+        payload = b"".join(encode_command(b"SET", key, value, b"EX", ttl_s) for key, value in entries)
+        connection.send_unawaited(payload, len(entries), on_reply)
+        return True
 
     async def _one(self, payload: bytes) -> Reply:
         connection = await self._ready()

@@ -99,6 +99,9 @@ class DictClient:
         self.round_trips += 1
         self.data.update(entries)
 
+    def set_later(self, entries, ttl_s, on_reply):
+        return False  # as RedisPipe before it is connected: stores go through set_many
+
 
 def _cache(client, timeout_s=0.2, breaker=None):
     return ResultCache(client, 10, timeout_s, SECRET, POOLS, breaker or CircuitBreaker(3, 5.0))
