@@ -88,12 +88,13 @@ def profile(
     concurrency: int = typer.Option(32, min=1, max=256, help="Load-generator concurrency while sampling."),
     rate: int = typer.Option(200, min=10, max=2000, help="py-spy samples per second."),
     native: bool = typer.Option(False, help="Also sample C/Cython frames (grpc core, protobuf)."),
+    miss: bool = typer.Option(False, help="Cache on, every call a new key (lookup, Triton, store) instead of cache off."),
 ) -> None:
-    """py-spy the gateway (cache off) under Recommend load; print where its time goes."""
+    """py-spy the gateway (cache off, or every call a cache miss) under Recommend load; print where its time goes."""
     from benchmarks.profiling import profile_gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    profile_gateway(get_settings(), get_local_settings(), seconds, concurrency, rate, _console(), native)
+    profile_gateway(get_settings(), get_local_settings(), seconds, concurrency, rate, _console(), native, miss)
 
 
 @app.command("search-serving")

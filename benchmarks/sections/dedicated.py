@@ -29,12 +29,11 @@ from benchmarks.proc import process_group
 from benchmarks.results_table import DIFF, RATIO, Section
 from benchmarks.runner import values
 from benchmarks.sections import Context
-from benchmarks.stack import CACHED, PLAIN
+from benchmarks.stack import CACHED, OPEN_LOOP_MAX_IN_FLIGHT, PLAIN
 from benchmarks.workloads import recommend_mix, tagged_calls
 
 DIRECT, GATEWAY, HITS = "direct Triton", "gateway", "gateway, cache hits"
 HOT_CALLS = 64
-OPEN_LOOP_MAX_IN_FLIGHT = 256
 
 
 def run(ctx: Context) -> Section:
