@@ -1,5 +1,5 @@
-"""``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish``, ``profile`` and
-``search-serving``; see benchmarks/README.md."""
+"""``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish``, ``profile``,
+``cache-ops`` and ``search-serving``; see benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -95,6 +95,30 @@ def profile(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     profile_gateway(get_settings(), get_local_settings(), seconds, concurrency, rate, _console(), native, miss)
+
+
+@app.command("cache-ops")
+def cache_ops(
+    concurrency: list[int] = typer.Option([1, 4, 32], min=1, max=256, help="Concurrent callers (repeatable)."),
+    ops: int = typer.Option(4000, min=100, help="Operations per timed block."),
+    repetitions: int = typer.Option(5, min=1, help="Timed blocks per kind and concurrency."),
+) -> None:
+    """CPU per cache lookup and store in-process against Redis: store by reply callback vs by batch task."""
+    from rich.table import Table
+
+    from benchmarks.cache_ops import run_cache_ops
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings, local = get_settings(), get_local_settings()
+    report = run_cache_ops(settings.redis_url, local.run_dir / "bench", concurrency, ops, repetitions)
+    table = Table(title=f"CPU µs per operation (median of {repetitions} blocks of {ops})", title_justify="left")
+    table.add_column("concurrency")
+    kinds = list(next(iter(report["median_us"].values())))
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for concurrency_, medians in report["median_us"].items():
+        table.add_row(concurrency_, *(f"{medians[kind]:.1f}" for kind in kinds))
+    _console().print(table)
 
 
 @app.command("search-serving")
