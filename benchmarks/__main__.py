@@ -103,7 +103,7 @@ def cache_ops(
     ops: int = typer.Option(4000, min=100, help="Operations per timed block."),
     repetitions: int = typer.Option(5, min=1, help="Timed blocks per kind and concurrency."),
 ) -> None:
-    """CPU per cache lookup and store in-process against Redis: store by reply callback vs by batch task."""
+    """CPU per cache lookup and lookup + store in-process against Redis, as the gateway does them now and did before."""
     from rich.table import Table
 
     from benchmarks.cache_ops import run_cache_ops
@@ -111,7 +111,7 @@ def cache_ops(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings, local = get_settings(), get_local_settings()
     report = run_cache_ops(settings.redis_url, local.run_dir / "bench", concurrency, ops, repetitions)
-    table = Table(title=f"CPU µs per operation (median of {repetitions} blocks of {ops})", title_justify="left")
+    table = Table(title=f"CPU µs per call (median of {repetitions} blocks of {ops})", title_justify="left")
     table.add_column("concurrency")
     kinds = list(next(iter(report["median_us"].values())))
     for kind in kinds:

@@ -1,15 +1,16 @@
 """CPU per cache operation of the gateway's cache client, in this process, against the real Redis.
 
 ``python -m benchmarks cache-ops`` drives gateway.result_cache.ResultCache over
-gateway/redis_pipe.py's connection as a miss does (a lookup, then a store without waiting), at
-several concurrencies, and reads this process's CPU time per operation (Redis is another
-process, not counted). The store goes out two ways, timed in alternating blocks so the
+gateway/redis_pipe.py's connection as a hit does (a lookup) and as a miss does (a lookup, then a
+store without waiting), at several concurrencies, and reads this process's CPU time per call
+(Redis is another process, not counted). Each is timed two ways, in alternating blocks so the
 neighbours' noise hits both alike:
 
-- ``callback``: the SET joins the loop iteration's write and its reply goes to a callback (what
-  the gateway does);
-- ``task``: the SET is handed to a batch sent by a task of its own, awaited with a time budget
-  (what it did before, and still does while the connection is not open yet).
+- now: the lookups of one write share one reply timer, and a store's SET joins the loop
+  iteration's write with its reply going to a callback (what the gateway does);
+- before: every lookup under an ``asyncio.timeout`` of its own, and every store handed to a
+  batch sent by a task of its own, awaited with a time budget (what the gateway did before,
+  and still does for a store while the connection is not open yet).
 
 Keys carry a run-unique prefix and are deleted afterwards. An end-to-end figure on a shared
 2-core machine moves by more than these microseconds; this one does not.
@@ -33,7 +34,9 @@ from gateway.circuit_breaker import CircuitBreaker
 from gateway.redis_pipe import RedisPipe, ReplyCallback
 from gateway.result_cache import CachedAnswer, CacheSecret, ResultCache
 
-LOOKUP, CALLBACK, TASK = "lookup only", "lookup + store (callback)", "lookup + store (task)"
+LOOKUP_BEFORE, LOOKUP = "lookup, before", "lookup, now"
+MISS_BEFORE, MISS = "lookup + store, before", "lookup + store, now"
+TIMEOUT_S = 1.0  # the cache's time budget (never reached here)
 # A recommendation of 10 items, as the bench's misses store.
 ANSWER = CachedAnswer(
     ModelAnswer.of([RankedItem(f"item-{i}", f"A PRODUCT TITLE {i}", 1.0 / (i + 1)) for i in range(10)], 400_000, "1"),
@@ -56,7 +59,7 @@ async def _measure(
 
     async def one(i: int) -> None:
         await cache.get(f"{prefix}{block}:{i}")
-        if kind != LOOKUP:
+        if kind in (MISS_BEFORE, MISS):
             cache.put_later(f"{prefix}{block}:{i}", ANSWER)
 
     async def caller(first: int) -> None:
@@ -74,10 +77,14 @@ async def _run(url: str, prefix: str, concurrencies: Sequence[int], ops: int, re
 
     def cache_over(pipe: RedisPipe) -> ResultCache:
         breaker = CircuitBreaker(BREAKER_FAILURES, BREAKER_COOLDOWN_S)
-        return ResultCache(pipe, 60, 1.0, secret, ["cpu-local"], breaker)
+        return ResultCache(pipe, 60, TIMEOUT_S, secret, ["cpu-local"], breaker)
 
-    caches = {LOOKUP: cache_over(RedisPipe(url, 2.0)), CALLBACK: cache_over(RedisPipe(url, 2.0)),
-              TASK: cache_over(_TaskStores(url, 2.0))}  # fmt: skip
+    caches = {
+        LOOKUP_BEFORE: cache_over(RedisPipe(url, TIMEOUT_S)),  # no reply timeout: asyncio.timeout per lookup
+        LOOKUP: cache_over(RedisPipe(url, TIMEOUT_S, TIMEOUT_S)),
+        MISS_BEFORE: cache_over(_TaskStores(url, TIMEOUT_S)),
+        MISS: cache_over(RedisPipe(url, TIMEOUT_S, TIMEOUT_S)),
+    }
     for cache in caches.values():
         await cache.get(f"{prefix}connect")
     figures: dict[str, dict[str, list[float]]] = {str(c): {kind: [] for kind in caches} for c in concurrencies}

@@ -144,7 +144,10 @@ def _check_items(wire: bytes, count: int) -> None:
 
 
 class CacheClient(Protocol):
-    """What the cache needs of Redis (gateway/redis_pipe.py)."""
+    """What the cache needs of Redis (gateway/redis_pipe.py). ``reply_timeout_s``: the budget
+    the client itself bounds ``get`` by (raising TimeoutError), or None: the cache bounds it."""
+
+    reply_timeout_s: float | None
 
     async def get(self, key: str) -> bytes | None: ...
 
@@ -179,6 +182,8 @@ class ResultCache:
         self._secret = secret
         self._known_pools = frozenset(known_pools)
         self._breaker = breaker
+        bound = client.reply_timeout_s
+        self._client_bounds_get = bound is not None and bound <= timeout_s
         self._stores: TickBatcher[tuple[str, bytes], None] = TickBatcher(self._set_many, self._stored_later)
 
     @classmethod
@@ -192,14 +197,17 @@ class ResultCache:
         breaker: CircuitBreaker,
         metrics: HealthMetrics | None = None,
     ) -> ResultCache:
-        return cls(RedisPipe(url, timeout_s), ttl_s, timeout_s, secret, known_pools, breaker, metrics)
+        return cls(RedisPipe(url, timeout_s, timeout_s), ttl_s, timeout_s, secret, known_pools, breaker, metrics)
 
     async def get(self, key: str) -> CachedAnswer | None:
         if not self._breaker.allow():
             return None
         try:
-            async with asyncio.timeout(self._timeout_s):
+            if self._client_bounds_get:  # one timer per write for all the lookups in it
                 raw = await self._client.get(key)
+            else:
+                async with asyncio.timeout(self._timeout_s):
+                    raw = await self._client.get(key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._report_failure("get", exc)
             return None

@@ -187,3 +187,38 @@ def test_stores_nobody_awaits_land_and_every_reply_is_reported(tmp_path):
     finally:
         if server.poll() is None:
             server.terminate()
+
+
+def test_lookups_past_the_reply_timeout_fail_and_later_replies_stay_in_order(tmp_path):
+    """With a reply timeout, the GETs of one write share one timer: while Redis is paused
+    (CLIENT PAUSE) they fail with TimeoutError after it, and once Redis answers again the late
+    replies are dropped and every new GET gets its own key's value."""
+    port = port_for_later_bind()
+    server = _start(tmp_path, "--port", str(port))
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait(url)
+        admin = redis.Redis.from_url(url)
+        admin.mset({"tollgate-test:a": b"A", "tollgate-test:b": b"B"})
+
+        async def scenario():
+            pipe = RedisPipe(url, 2.0, reply_timeout_s=0.1)
+            assert await pipe.get("tollgate-test:a") == b"A"
+            await asyncio.to_thread(admin.execute_command, "CLIENT", "PAUSE", "1000", "ALL")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            outcomes = await asyncio.gather(
+                pipe.get("tollgate-test:a"), pipe.get("tollgate-test:b"), return_exceptions=True
+            )
+            assert [type(outcome) for outcome in outcomes] == [TimeoutError, TimeoutError]
+            assert loop.time() - started < 0.9, "cut at the reply timeout, not when Redis answered"
+            await asyncio.to_thread(admin.execute_command, "CLIENT", "UNPAUSE")
+            got = await asyncio.gather(pipe.get("tollgate-test:b"), pipe.get("tollgate-test:a"), pipe.get("nope"))
+            assert got == [b"B", b"A", None], "the two late replies were dropped, not handed to these"
+            await pipe.aclose()
+
+        asyncio.run(scenario())
+        admin.close()
+    finally:
+        server.terminate()
+        server.wait()

@@ -87,6 +87,8 @@ def test_the_cached_items_are_the_response_bytes():
 class DictClient:
     """Stands in for Redis in pure-logic tests (the e2e suite uses the real one)."""
 
+    reply_timeout_s = None  # the cache bounds every lookup itself
+
     def __init__(self):
         self.data = {}
         self.round_trips = 0
@@ -201,6 +203,7 @@ async def test_the_breaker_skips_a_failing_cache_then_probes_it():
 
     class FailingClient:
         healthy = False
+        reply_timeout_s = None
 
         async def get(self, key):
             calls.append(key)
@@ -234,6 +237,8 @@ async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
 
 async def test_a_slow_cache_operation_is_cut_at_its_budget():
     class SlowClient:
+        reply_timeout_s = None
+
         async def get(self, key):
             await asyncio.sleep(5)
 
