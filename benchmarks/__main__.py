@@ -1,11 +1,12 @@
 """``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish``, ``profile``,
-``cache-ops`` and ``search-serving``; see benchmarks/README.md."""
+``cache-ops``, ``loop-lag`` and ``search-serving``; see benchmarks/README.md."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shlex
+import statistics
 import sys
 from pathlib import Path
 
@@ -118,6 +119,31 @@ def cache_ops(
         table.add_column(kind, justify="right")
     for concurrency_, medians in report["median_us"].items():
         table.add_row(concurrency_, *(f"{medians[kind]:.1f}" for kind in kinds))
+    _console().print(table)
+
+
+@app.command("loop-lag")
+def loop_lag(
+    rate: float = typer.Option(450.0, min=1, help="Cost records recorded per second (calls settled)."),
+    seconds: float = typer.Option(4.0, min=1, max=60, help="Length of one timed block."),
+    repetitions: int = typer.Option(6, min=1, help="Timed blocks per switch interval."),
+) -> None:
+    """The event loop's lag while the ledger writes in its thread: Python's GIL switch interval vs the gateway's."""
+    from rich.table import Table
+
+    from benchmarks.loop_lag import run_loop_lag
+
+    report = run_loop_lag(get_settings().gil_switch_interval_s, rate, seconds, repetitions)
+    table = Table(
+        title=f"lag of a 1 ms timer, {rate:g} records/s, blocks of {seconds:g} s (median of {repetitions})",
+        title_justify="left",
+    )
+    columns = {"p50_ms": "p50 ms", "p99_ms": "p99 ms", "p99_9_ms": "p99.9 ms", "long_per_1000": "ticks > 4 ms per 1000"}
+    table.add_column("switch interval", justify="right")
+    for title in columns.values():
+        table.add_column(title, justify="right")
+    for name, blocks in report["blocks"].items():
+        table.add_row(name, *(f"{statistics.median(b[k] for b in blocks):.2f}" for k in columns))
     _console().print(table)
 
 
