@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 CACHE_PREFIX_ROOT = "tollgate-bench:"
 # Calls an open-loop run keeps in flight at most (the load generator's cap, for direct Triton and
-# the gateways alike), and the gateways' pool limit: at the gateway's default (64 per pool) a stall
+# the gateways alike: a due call finding this many open is dropped, counted as overflow), and the
+# gateways' pool limit: at the gateway's default (64 per pool) a stall
 # of the shared machine made the gateway shed calls with RESOURCE_EXHAUSTED while the direct run
 # queued up to this many, so the two sides were not offered the same thing.
 OPEN_LOOP_MAX_IN_FLIGHT = 256

@@ -24,7 +24,6 @@ from benchmarks.workloads import recommend_mix, search_mix
 
 DIRECT, GATEWAY = "direct Triton", "gateway"
 MIX_CALLS = 4000
-# Open loop: calls allowed in flight before a due call is dropped (counted as overflow).
 SEARCH_MODEL = "product_search"
 
 
