@@ -169,3 +169,12 @@ def test_bench_gateways_queue_as_many_calls_as_the_open_loop_sends(monkeypatch, 
     (pool,) = Settings().effective_pools()
     assert OPEN_LOOP_MAX_IN_FLIGHT == 256
     assert (pool.name, pool.endpoints, pool.max_in_flight) == ("cpu-local", ["127.0.0.1:8001"], 256)
+
+
+def test_dedicated_latency_runs_more_shorter_pairs_in_the_same_time():
+    """Full profile: 5 repetitions of 4 s become 9 pairs of 20/9 s (the same 20 s per variant)."""
+    from benchmarks.runner import FULL, QUICK
+    from benchmarks.sections.dedicated import latency_plan
+
+    assert latency_plan(FULL) == (9, pytest.approx(20 / 9))
+    assert latency_plan(QUICK) == (3, pytest.approx(1.0))  # 2 x 1.5 s as 3 x 1 s
