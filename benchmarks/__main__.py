@@ -1,11 +1,12 @@
-"""``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish``, ``profile`` and
-``search-serving``; see benchmarks/README.md."""
+"""``python -m benchmarks run [--quick]`` (``make bench``), ``report``, ``publish``, ``profile``,
+``cache-ops``, ``loop-lag`` and ``search-serving``; see benchmarks/README.md."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shlex
+import statistics
 import sys
 from pathlib import Path
 
@@ -88,12 +89,62 @@ def profile(
     concurrency: int = typer.Option(32, min=1, max=256, help="Load-generator concurrency while sampling."),
     rate: int = typer.Option(200, min=10, max=2000, help="py-spy samples per second."),
     native: bool = typer.Option(False, help="Also sample C/Cython frames (grpc core, protobuf)."),
+    miss: bool = typer.Option(False, help="Cache on, every call a new key (lookup, Triton, store) instead of cache off."),
 ) -> None:
-    """py-spy the gateway (cache off) under Recommend load; print where its time goes."""
+    """py-spy the gateway (cache off, or every call a cache miss) under Recommend load; print where its time goes."""
     from benchmarks.profiling import profile_gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    profile_gateway(get_settings(), get_local_settings(), seconds, concurrency, rate, _console(), native)
+    profile_gateway(get_settings(), get_local_settings(), seconds, concurrency, rate, _console(), native, miss)
+
+
+@app.command("cache-ops")
+def cache_ops(
+    concurrency: list[int] = typer.Option([1, 4, 32], min=1, max=256, help="Concurrent callers (repeatable)."),
+    ops: int = typer.Option(4000, min=100, help="Operations per timed block."),
+    repetitions: int = typer.Option(5, min=1, help="Timed blocks per kind and concurrency."),
+) -> None:
+    """CPU per cache lookup and lookup + store in-process against Redis, as the gateway does them now and did before."""
+    from rich.table import Table
+
+    from benchmarks.cache_ops import run_cache_ops
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings, local = get_settings(), get_local_settings()
+    report = run_cache_ops(settings.redis_url, local.run_dir / "bench", concurrency, ops, repetitions)
+    table = Table(title=f"CPU µs per call (median of {repetitions} blocks of {ops})", title_justify="left")
+    table.add_column("concurrency")
+    kinds = list(next(iter(report["median_us"].values())))
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for concurrency_, medians in report["median_us"].items():
+        table.add_row(concurrency_, *(f"{medians[kind]:.1f}" for kind in kinds))
+    _console().print(table)
+
+
+@app.command("loop-lag")
+def loop_lag(
+    rate: float = typer.Option(450.0, min=1, help="Cost records recorded per second (calls settled)."),
+    seconds: float = typer.Option(4.0, min=1, max=60, help="Length of one timed block."),
+    repetitions: int = typer.Option(6, min=1, help="Timed blocks per switch interval."),
+) -> None:
+    """The event loop's lag while the ledger writes in its thread: Python's GIL switch interval vs the gateway's."""
+    from rich.table import Table
+
+    from benchmarks.loop_lag import run_loop_lag
+
+    report = run_loop_lag(get_settings().gil_switch_interval_s, rate, seconds, repetitions)
+    table = Table(
+        title=f"lag of a 1 ms timer, {rate:g} records/s, blocks of {seconds:g} s (median of {repetitions})",
+        title_justify="left",
+    )
+    columns = {"p50_ms": "p50 ms", "p99_ms": "p99 ms", "p99_9_ms": "p99.9 ms", "long_per_1000": "ticks > 4 ms per 1000"}
+    table.add_column("switch interval", justify="right")
+    for title in columns.values():
+        table.add_column(title, justify="right")
+    for name, blocks in report["blocks"].items():
+        table.add_row(name, *(f"{statistics.median(b[k] for b in blocks):.2f}" for k in columns))
+    _console().print(table)
 
 
 @app.command("search-serving")

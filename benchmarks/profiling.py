@@ -1,4 +1,5 @@
-"""Where the gateway's time goes: py-spy samples the gateway process under Recommend load (cache off).
+"""Where the gateway's time goes: py-spy samples the gateway process under Recommend load (cache
+off, or with ``--miss`` every call a cache miss: lookup, Triton, store).
 
 ``python -m benchmarks profile`` starts Triton and one gateway, drives it with the load
 generator, and meanwhile (1) records the gateway with ``py-spy record --format raw`` (collapsed
@@ -28,12 +29,14 @@ from rich.table import Table
 from benchmarks.load_spec import LoadSpec
 from benchmarks.loadgen import finish_load, start_load
 from benchmarks.proc import cpu_seconds, process_group
-from benchmarks.stack import PLAIN, bench_stack, search_models
-from benchmarks.workloads import recommend_mix
+from benchmarks.stack import CACHED, PLAIN, bench_stack, search_models
+from benchmarks.workloads import recommend_mix, tagged_calls
 from deploy.local.settings import LocalStackSettings
 from gateway.settings import Settings
 
 WARMUP_S = 2.0
+# Distinct calls for a --miss profile (each a key of its own): more than any run sends.
+MISS_CALLS = 200_000
 TOP = 15
 # Area of a frame, by the first pattern its file path matches (order matters).
 AREAS = (
@@ -124,7 +127,9 @@ def profile_gateway(
     rate: int,
     console: Console,
     native: bool = False,
+    miss: bool = False,
 ) -> dict[str, Any]:
+    """``miss``: profile the cached gateway with every call a new key (the full miss path)."""
     # The venv's own py-spy (a dev dependency) first: `python -m` does not put the venv on PATH.
     py_spy = shutil.which("py-spy", path=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
     if py_spy is None:
@@ -134,19 +139,23 @@ def profile_gateway(
     run_dir.mkdir(parents=True, exist_ok=True)
     raw_file = run_dir / "gateway.collapsed.txt"
     calls = recommend_mix(local_settings, 4000, 7)
+    variant = CACHED if miss else PLAIN
+    if miss:
+        calls = tagged_calls(calls, MISS_CALLS, f"profile-miss-{stamp}")
     with bench_stack(
         settings,
         local_settings,
         run_dir,
         models=(settings.recommender_model, *search_models(local_settings)),
-        variants=(PLAIN,),
+        variants=(variant,),
     ) as stack:
-        gateway_pid = stack.gateway_pid(PLAIN.name)
+        gateway_pid = stack.gateway_pid(variant.name)
         assert stack.triton.pid is not None
         spec = LoadSpec(
             target="gateway.recommend",
-            address=stack.gateway_address(PLAIN.name),
+            address=stack.gateway_address(variant.name),
             calls=calls,
+            cycle=not miss,
             concurrency=concurrency,
             max_requests=100_000,
             max_seconds=seconds + WARMUP_S + 1,
@@ -174,6 +183,7 @@ def profile_gateway(
     summary = summarise(parse_collapsed(raw_file.read_text()))
     report = {
         "measured_at_utc": stamp,
+        "variant": variant.name + (" (every call a miss)" if miss else ""),
         "load": {k: result[k] for k in ("throughput_rps", "latency", "statuses", "concurrency")},
         "cores_used": cores,
         "py_spy": {"rate_hz": rate, "seconds": seconds, "native": native, "raw_file": str(raw_file)},
@@ -188,9 +198,13 @@ def profile_gateway(
 def _print(report: dict[str, Any], console: Console) -> None:
     load = report["load"]
     console.print(
-        f"[bold]Gateway under load[/bold]: {load['throughput_rps']:.0f} rps at C={load['concurrency']}, "
-        f"p50 {load['latency']['p50_ms']:.2f} ms, p99 {load['latency']['p99_ms']:.2f} ms; cores used: "
-        + ", ".join(f"{name} {value:.2f}" for name, value in report["cores_used"].items())
+        f"[bold]Gateway ({report['variant']}) under load[/bold]: {load['throughput_rps']:.0f} rps at "
+        f"C={load['concurrency']}, p50 {load['latency']['p50_ms']:.2f} ms, p99 {load['latency']['p99_ms']:.2f} ms; "
+        "cores used (CPU µs per request): "
+        + ", ".join(
+            f"{name} {value:.2f} ({value * 1e6 / load['throughput_rps']:.0f})" if load["throughput_rps"] else name
+            for name, value in report["cores_used"].items()
+        )
     )
     for key, title in (
         ("self_by_area", "self time by area"),

@@ -8,6 +8,7 @@ to the run (``tollgate-bench:<uuid>:``) and only those keys are ever deleted.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import subprocess
 import sys
@@ -33,6 +34,12 @@ from pipeline.search.config import SearchPipelineSettings
 log = logging.getLogger(__name__)
 
 CACHE_PREFIX_ROOT = "tollgate-bench:"
+# Calls an open-loop run keeps in flight at most (the load generator's cap, for direct Triton and
+# the gateways alike: a due call finding this many open is dropped, counted as overflow), and the
+# gateways' pool limit: at the gateway's default (64 per pool) a stall
+# of the shared machine made the gateway shed calls with RESOURCE_EXHAUSTED while the direct run
+# queued up to this many, so the two sides were not offered the same thing.
+OPEN_LOOP_MAX_IN_FLIGHT = 256
 
 
 @dataclass(frozen=True)
@@ -166,8 +173,9 @@ def bench_stack(
 def _gateway_env(
     settings: Settings, variant: GatewayVariant, triton_url: str, prefix: str, run_dir: Path, otlp_endpoint: str
 ) -> dict[str, str]:
+    pool = {"name": settings.pool_name, "endpoints": [triton_url], "max_in_flight": OPEN_LOOP_MAX_IN_FLIGHT}
     values: dict[str, object] = dict(
-        triton_url=triton_url,
+        pools=json.dumps([pool]),
         redis_url=settings.redis_url,
         cache_enabled=variant.cache_enabled,
         cache_prefix=prefix,

@@ -10,6 +10,16 @@ is read as redis-py reads it (``redis://`` or ``rediss://``, user, password, dat
 ``ssl_ca_certs``/``ssl_certfile``/``ssl_keyfile``/``ssl_cert_reqs``/``ssl_check_hostname``). A
 connection that fails fails its waiting commands (the cache counts them as misses) and the next
 command connects again.
+
+With a ``reply_timeout_s``, the lookups of one write share one timer: those still unanswered
+when it fires fail with TimeoutError (their late replies are dropped in order), so a lookup
+under a time budget costs no timer of its own (``asyncio.timeout`` per lookup was about half of
+a lookup's CPU under load).
+
+A cache store needs no caller to wait for its reply: ``set_later`` adds its SET to the current
+iteration's write and registers a callback in the reply queue instead of a future, so a store
+costs no future, task or timer (a reply that never comes costs nothing but its place in the
+queue; a lost connection reports it to the callback).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -26,6 +36,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 Reply = Any
+# Told how one unawaited command ended: None when Redis answered it, else the error.
+ReplyCallback = Callable[[Exception | None], object]
 
 
 def encode_command(*args: bytes | str | int) -> bytes:
@@ -38,9 +50,13 @@ def encode_command(*args: bytes | str | int) -> bytes:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, reply_timeout_s: float | None = None) -> None:
+        """``reply_timeout_s``: how long the timed commands of one write wait for their replies."""
+        self._reply_timeout_s = reply_timeout_s
+        self._timed: list[asyncio.Future[Reply]] = []  # timed futures of the write being gathered
         self._reader = hiredis.Reader()
-        self._waiting: collections.deque[asyncio.Future[Reply]] = collections.deque()
+        # In the order the commands were written: a future per awaited reply, a callback per unawaited one.
+        self._waiting: collections.deque[asyncio.Future[Reply] | ReplyCallback] = collections.deque()
         self._unsent: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
@@ -48,50 +64,79 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, payload: bytes, replies: int) -> list[asyncio.Future[Reply]]:
-        """Queues ``payload`` for this loop iteration's single write; one future per reply."""
+    def send(self, payload: bytes, replies: int, timed: bool = False) -> list[asyncio.Future[Reply]]:
+        """Queues ``payload`` for this loop iteration's single write; one future per reply.
+        ``timed``: the futures fail with TimeoutError after the connection's reply timeout."""
         if self.transport is None or self.lost is not None:
             raise RedisConnectionError("the Redis connection is closed")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(replies)]
         self._waiting.extend(futures)
+        if timed and self._reply_timeout_s is not None:
+            self._timed.extend(futures)
         if not self._unsent:
             loop.call_soon(self._write)
         self._unsent.append(payload)
         return futures
 
+    def send_unawaited(self, payload: bytes, replies: int, on_reply: ReplyCallback) -> None:
+        """Queues ``payload`` like :meth:`send`; each of its replies goes to ``on_reply``."""
+        if self.transport is None or self.lost is not None:
+            raise RedisConnectionError("the Redis connection is closed")
+        self._waiting.extend([on_reply] * replies)
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._write)
+        self._unsent.append(payload)
+
     def _write(self) -> None:
         payload, self._unsent = b"".join(self._unsent), []
+        if self._timed:
+            timed, self._timed = self._timed, []
+            assert self._reply_timeout_s is not None
+            asyncio.get_running_loop().call_later(self._reply_timeout_s, _expire, timed)
         if self.transport is not None and self.lost is None:
             self.transport.write(payload)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
-            future = self._waiting.popleft()
-            if future.done():  # its caller gave up (time budget): the reply is dropped
+            waiter = self._waiting.popleft()
+            if not isinstance(waiter, asyncio.Future):
+                waiter(ResponseError(str(reply)) if isinstance(reply, hiredis.ReplyError) else None)
+            elif waiter.done():  # its caller gave up (time budget): the reply is dropped
                 continue
-            if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(ResponseError(str(reply)))
+            elif isinstance(reply, hiredis.ReplyError):
+                waiter.set_exception(ResponseError(str(reply)))
             else:
-                future.set_result(reply)
+                waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = exc or RedisConnectionError("the Redis server closed the connection")
         while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(RedisConnectionError(f"the Redis connection was lost: {self.lost}"))
+            waiter = self._waiting.popleft()
+            error = RedisConnectionError(f"the Redis connection was lost: {self.lost}")
+            if not isinstance(waiter, asyncio.Future):
+                waiter(error)
+            elif not waiter.done():
+                waiter.set_exception(error)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
 
+def _expire(futures: list[asyncio.Future[Reply]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(TimeoutError("Redis did not answer within the reply timeout"))
+
+
 class RedisPipe:
     """MGET/GET/SET over one pipelined connection (see the module docstring)."""
 
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
+    def __init__(self, url: str, connect_timeout_s: float, reply_timeout_s: float | None = None) -> None:
+        """``reply_timeout_s``: GET and MGET raise TimeoutError when Redis has not answered
+        within it (None: they wait; bound them yourself)."""
         options = parse_url(url)
         self._host = options.get("host") or "127.0.0.1"
         self._port = int(options.get("port") or 6379)
@@ -100,6 +145,7 @@ class RedisPipe:
         self._password = options.get("password")
         self._ssl = _ssl_context(options) if options.get("connection_class") is SSLConnection else None
         self._connect_timeout_s = connect_timeout_s
+        self.reply_timeout_s = reply_timeout_s
         self._connection: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -118,9 +164,20 @@ class RedisPipe:
         connection = await self._ready()
         await asyncio.gather(*connection.send(payload, len(entries)))
 
+    def set_later(self, entries: Sequence[tuple[str, bytes]], ttl_s: int, on_reply: ReplyCallback) -> bool:
+        """SET key value EX ttl for every entry, written with this loop iteration's other
+        commands; nobody waits: each reply (or the connection's loss) goes to ``on_reply``.
+        False, and nothing sent, while no connection is open (use :meth:`set_many`)."""
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            return False
+        payload = b"".join(encode_command(b"SET", key, value, b"EX", ttl_s) for key, value in entries)
+        connection.send_unawaited(payload, len(entries), on_reply)
+        return True
+
     async def _one(self, payload: bytes) -> Reply:
         connection = await self._ready()
-        return await connection.send(payload, 1)[0]
+        return await connection.send(payload, 1, timed=True)[0]
 
     async def _ready(self) -> _Connection:
         connection = self._connection
@@ -138,7 +195,7 @@ class RedisPipe:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 _, connection = await loop.create_connection(
-                    _Connection, self._host, self._port, ssl=self._ssl,
+                    lambda: _Connection(self.reply_timeout_s), self._host, self._port, ssl=self._ssl,
                     server_hostname=self._host if self._ssl is not None else None,
                 )  # fmt: skip
                 try:

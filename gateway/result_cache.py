@@ -10,7 +10,8 @@
   hit answers with the stored bytes as they are.
 - **Batches**: the lookups of one event-loop iteration go to Redis in one write over
   gateway/redis_pipe.py's single pipelined connection (one round trip for all of them, as one
-  MGET would be); the stores are handed over without waiting and written the same way.
+  MGET would be); a store is written with them and nobody waits for its reply (a callback
+  counts it), or, while the connection is not open yet, handed to a batch of its own.
 - **Failures**: a cache that misbehaves never fails a request. Every Redis error or time-out is
   counted and treated as a miss (get) or skipped (put); after consecutive failures a circuit
   breaker skips the cache for a cool-down, then probes it again.
@@ -24,7 +25,7 @@ import hmac
 import json
 import logging
 import struct
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -143,11 +144,20 @@ def _check_items(wire: bytes, count: int) -> None:
 
 
 class CacheClient(Protocol):
-    """What the cache needs of Redis (gateway/redis_pipe.py)."""
+    """What the cache needs of Redis (gateway/redis_pipe.py). ``reply_timeout_s``: the budget
+    the client itself bounds ``get`` by (raising TimeoutError), or None: the cache bounds it."""
+
+    reply_timeout_s: float | None
 
     async def get(self, key: str) -> bytes | None: ...
 
     async def set_many(self, entries: Sequence[tuple[str, bytes]], ttl_s: int) -> None: ...
+
+    def set_later(
+        self, entries: Sequence[tuple[str, bytes]], ttl_s: int, on_reply: Callable[[Exception | None], object]
+    ) -> bool:
+        """Sends the SETs without waiting, each reply to ``on_reply``; False when it cannot now."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -172,6 +182,8 @@ class ResultCache:
         self._secret = secret
         self._known_pools = frozenset(known_pools)
         self._breaker = breaker
+        bound = client.reply_timeout_s
+        self._client_bounds_get = bound is not None and bound <= timeout_s
         self._stores: TickBatcher[tuple[str, bytes], None] = TickBatcher(self._set_many, self._stored_later)
 
     @classmethod
@@ -185,14 +197,17 @@ class ResultCache:
         breaker: CircuitBreaker,
         metrics: HealthMetrics | None = None,
     ) -> ResultCache:
-        return cls(RedisPipe(url, timeout_s), ttl_s, timeout_s, secret, known_pools, breaker, metrics)
+        return cls(RedisPipe(url, timeout_s, timeout_s), ttl_s, timeout_s, secret, known_pools, breaker, metrics)
 
     async def get(self, key: str) -> CachedAnswer | None:
         if not self._breaker.allow():
             return None
         try:
-            async with asyncio.timeout(self._timeout_s):
+            if self._client_bounds_get:  # one timer per write for all the lookups in it
                 raw = await self._client.get(key)
+            else:
+                async with asyncio.timeout(self._timeout_s):
+                    raw = await self._client.get(key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._report_failure("get", exc)
             return None
@@ -226,9 +241,12 @@ class ResultCache:
         return True
 
     def put_later(self, key: str, answer: CachedAnswer) -> bool:
-        """Stores without making the call wait for Redis: the SET goes out with the others of
-        this loop iteration, before the answer reaches its caller; a failure is counted (and
-        trips the breaker) like any other. False when the entry is not even sent."""
+        """Stores without making the call wait for Redis: the SET goes out with the other
+        commands of this loop iteration, before the answer reaches its caller, and its reply is
+        counted by a callback (no future, task or timer per store); a failure is counted (and
+        trips the breaker) like any other. While the client cannot send now (not connected
+        yet) the store goes through a batch that connects first. False when the entry is not
+        even sent."""
         if not self._breaker.allow():
             return False
         try:
@@ -236,8 +254,12 @@ class ResultCache:
         except struct.error:
             log.warning("answer not cached: it does not fit the cache entry layout")
             return False
-        self._stores.submit_nowait((key, entry))
+        if not self._client.set_later(((key, entry),), self._ttl_s, self._store_replied):
+            self._stores.submit_nowait((key, entry))
         return True
+
+    def _store_replied(self, error: Exception | None) -> None:
+        self._stored_later(error, 1)
 
     def _stored_later(self, error: Exception | None, count: int) -> None:
         if error is None:

@@ -48,6 +48,13 @@ class Settings(CostingSettings):
     worker_index: int = Field(
         0, ge=0, description="Set by `tollgate serve` in each worker it starts (per-worker journal and metrics port)."
     )
+    gil_switch_interval_s: float = Field(
+        0.0005,
+        gt=0,
+        le=0.1,
+        description="How soon a thread holding the GIL (the ledger's writes, the span exporter) hands it back to the "
+        "event loop; Python's default of 5 ms shows in the p99 (sys.setswitchinterval).",
+    )
     default_deadline_s: float = Field(
         2.0, gt=0, description="Deadline applied to the Triton call when the caller sends none."
     )

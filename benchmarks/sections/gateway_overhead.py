@@ -19,13 +19,11 @@ from benchmarks.proc import process_group
 from benchmarks.results_table import DIFF, RATIO, Section
 from benchmarks.runner import cpu_us_per_request, errors_of, values
 from benchmarks.sections import Context
-from benchmarks.stack import PLAIN
+from benchmarks.stack import OPEN_LOOP_MAX_IN_FLIGHT, PLAIN
 from benchmarks.workloads import recommend_mix, search_mix
 
 DIRECT, GATEWAY = "direct Triton", "gateway"
 MIX_CALLS = 4000
-# Open loop: calls allowed in flight before a due call is dropped (counted as overflow).
-OPEN_LOOP_MAX_IN_FLIGHT = 256
 SEARCH_MODEL = "product_search"
 
 

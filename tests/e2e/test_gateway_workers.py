@@ -16,7 +16,7 @@ CHANNELS = 6
 
 
 def test_two_workers_share_the_port_and_the_ledger_gets_every_record(gateway_factory, buyers):
-    gateway = gateway_factory(workers=2)
+    gateway = gateway_factory(workers=2, gil_switch_interval_s=0.002)
     request_ids = []
     for index in range(CHANNELS):
         # A channel argument of its own: a connection of its own, which the kernel gives to either worker.
@@ -35,3 +35,5 @@ def test_two_workers_share_the_port_and_the_ledger_gets_every_record(gateway_fac
     assert recorded == set(request_ids) and len(request_ids) == CHANNELS * CALLS_PER_CHANNEL
     workers_seen = set(re.findall(r"gateway listening on \S+ \(worker (\d+);", gateway.log_path.read_text()))
     assert workers_seen == {"0", "1"}, "both workers served"
+    switch_intervals = re.findall(r"gateway listening on .*GIL switch interval (\S+) ms\)", gateway.log_path.read_text())
+    assert switch_intervals == ["2", "2"], "each worker hands the GIL back to its event loop every 2 ms, as set"

@@ -154,3 +154,29 @@ def test_search_calls_send_the_normalised_query_and_room_to_filter():
     assert search_query(call) == ("red retrospot bag", 12)
     inputs = {t.name(): t for t in search_inputs(call)}
     assert inputs["QUERY"].shape() == [1, 1] and inputs["K"].shape() == [1, 1]
+
+
+# --- the gateways the bench starts --------------------------------------------------------------
+
+
+def test_bench_gateways_queue_as_many_calls_as_the_open_loop_sends(monkeypatch, tmp_path):
+    """The bench's gateways read a pool limit of 256 calls in flight (not the default 64), the
+    load generator's open-loop cap: in a stall they queue as direct Triton does, and do not shed."""
+    from benchmarks.stack import CACHED, OPEN_LOOP_MAX_IN_FLIGHT, _gateway_env
+    from gateway.settings import Settings
+
+    env = _gateway_env(Settings(), CACHED, "127.0.0.1:8001", "tollgate-bench:x:", tmp_path, "127.0.0.1:4317")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (pool,) = Settings().effective_pools()
+    assert OPEN_LOOP_MAX_IN_FLIGHT == 256
+    assert (pool.name, pool.endpoints, pool.max_in_flight) == ("cpu-local", ["127.0.0.1:8001"], 256)
+
+
+def test_dedicated_latency_runs_more_shorter_pairs_in_the_same_time():
+    """Full profile: 5 repetitions of 4 s become 9 pairs of 20/9 s (the same 20 s per variant)."""
+    from benchmarks.runner import FULL, QUICK
+    from benchmarks.sections.dedicated import latency_plan
+
+    assert latency_plan(FULL) == (9, pytest.approx(20 / 9))
+    assert latency_plan(QUICK) == (3, pytest.approx(1.0))  # 2 x 1.5 s as 3 x 1 s

@@ -87,6 +87,8 @@ def test_the_cached_items_are_the_response_bytes():
 class DictClient:
     """Stands in for Redis in pure-logic tests (the e2e suite uses the real one)."""
 
+    reply_timeout_s = None  # the cache bounds every lookup itself
+
     def __init__(self):
         self.data = {}
         self.round_trips = 0
@@ -98,6 +100,9 @@ class DictClient:
     async def set_many(self, entries, ttl_s):
         self.round_trips += 1
         self.data.update(entries)
+
+    def set_later(self, entries, ttl_s, on_reply):
+        return False  # as RedisPipe before it is connected: stores go through set_many
 
 
 def _cache(client, timeout_s=0.2, breaker=None):
@@ -198,6 +203,7 @@ async def test_the_breaker_skips_a_failing_cache_then_probes_it():
 
     class FailingClient:
         healthy = False
+        reply_timeout_s = None
 
         async def get(self, key):
             calls.append(key)
@@ -231,6 +237,8 @@ async def test_an_unreachable_redis_is_a_miss_not_an_error(caplog):
 
 async def test_a_slow_cache_operation_is_cut_at_its_budget():
     class SlowClient:
+        reply_timeout_s = None
+
         async def get(self, key):
             await asyncio.sleep(5)
 
