@@ -45,6 +45,8 @@ def entry(compute_ns=7, count=0, version=b"1", personalized=False, pool=b"cpu-lo
 
 
 class DictClient:
+    reply_timeout_s = None  # the cache bounds every lookup itself
+
     def __init__(self):
         self.data: dict[str, bytes] = {}
         self.ttls: list[int] = []
@@ -55,6 +57,9 @@ class DictClient:
     async def set_many(self, entries, ttl_s):
         self.ttls.append(ttl_s)
         self.data.update(entries)
+
+    def set_later(self, entries, ttl_s, on_reply):
+        return False  # as RedisPipe before it is connected: stores go through set_many
 
     async def aclose(self):
         pass
