@@ -3,9 +3,11 @@
 A full ``make bench`` (every section, not ``--quick``) copies the JSON it wrote to
 ``benchmarks/results/latest.json`` and renders ``benchmarks/RESULTS.md`` from that copy, so the
 figures in the repository are always one real run's, dated and tied to a commit; nobody edits
-them by hand. ``python -m benchmarks publish [JSON]`` does the same for a JSON written earlier.
-``tests/unit/test_benchmarks_results_page.py`` checks that the page is exactly what
-:func:`render_page` makes of the committed JSON.
+them by hand. It also rewrites the goals table of README.md's Performance section, between
+:data:`README_START` and :data:`README_END`. ``python -m benchmarks publish [JSON]`` does the same
+for a JSON written earlier. ``tests/unit/test_benchmarks_results_page.py`` checks that the page
+and README's table are exactly what :func:`render_page` and :func:`render_readme_goals` make of
+the committed JSON.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_table import markdown
+from benchmarks.results_table import goals_markdown, markdown
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS_PAGE = BENCHMARKS / "RESULTS.md"
 RESULTS_JSON = BENCHMARKS / "results" / "latest.json"
+README = BENCHMARKS.parent / "README.md"
+README_START = "<!-- goals: generated from benchmarks/results/latest.json by `python -m benchmarks publish`; do not edit -->"
+README_END = "<!-- end of the generated goals -->"
+
+
+def _commit(machine: dict[str, Any]) -> str:
+    git = machine.get("git") or {}
+    return f"`{git.get('commit', 'unknown')}`" + (" with uncommitted changes" if git.get("dirty") else "")
 
 
 def render_page(report: dict[str, Any]) -> str:
@@ -26,8 +36,7 @@ def render_page(report: dict[str, Any]) -> str:
     measured, then the goals and every section's table as ``benchmarks report --format markdown``
     prints them."""
     machine = report["machine"]
-    git = machine.get("git") or {}
-    commit = f"`{git.get('commit', 'unknown')}`" + (" with uncommitted changes" if git.get("dirty") else "")
+    commit = _commit(machine)
     command = report.get("command") or "python -m benchmarks run"
     header = [
         "# Benchmark results",
@@ -46,14 +55,38 @@ def render_page(report: dict[str, Any]) -> str:
     return "\n".join(header) + markdown(report)
 
 
+def render_readme_goals(report: dict[str, Any]) -> str:
+    """README.md's goals block: when and where it was measured, and the goals table."""
+    machine = report["machine"]
+    return "\n".join([
+        README_START,
+        f"Measured {machine['measured_at_utc']} by `make bench` ({report['profile']} profile) on "
+        f"{machine['cpus']} vCPUs ({machine['cpu_model']}, load average {machine['load_1m']} at the "
+        f"start), git {_commit(machine)}; medians over repetitions, (min–max) in brackets.",
+        "",
+        *goals_markdown(report),
+        README_END,
+    ])
+
+
+def with_readme_goals(readme: str, report: dict[str, Any]) -> str:
+    """``readme`` with its goals block replaced by the one ``report`` renders."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README.md has no goals block ({README_START!r} ... {README_END!r})")
+    return readme[:start] + render_readme_goals(report) + readme[end + len(README_END):]
+
+
 def publish(
-    source: Path, page: Path = RESULTS_PAGE, copy: Path = RESULTS_JSON
+    source: Path, page: Path = RESULTS_PAGE, copy: Path = RESULTS_JSON, readme: Path = README
 ) -> tuple[Path, Path]:
-    """Copies the bench JSON ``source`` to ``copy`` (byte for byte) and renders ``page`` from it."""
+    """Copies the bench JSON ``source`` to ``copy`` (byte for byte), renders ``page`` from it and
+    rewrites the goals block of ``readme``."""
     data = source.read_bytes()
     report = json.loads(data)
     copy.parent.mkdir(parents=True, exist_ok=True)
     if source.resolve() != copy.resolve():
         copy.write_bytes(data)
     page.write_text(render_page(report), encoding="utf-8")
+    readme.write_text(with_readme_goals(readme.read_text(encoding="utf-8"), report), encoding="utf-8")
     return page, copy

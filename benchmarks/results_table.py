@@ -171,6 +171,15 @@ def _dirty(machine: dict[str, Any]) -> str:
     return " (uncommitted changes)" if machine["git"]["dirty"] else ""
 
 
+def goals_markdown(report: dict[str, Any]) -> list[str]:
+    """The goals as a markdown table, one line each (RESULTS.md and README.md's Performance)."""
+    lines = ["| goal | measured | target | status |", "|---|---|---|---|"]
+    for result in report["goals"]:
+        goal = GoalResult(**result)
+        lines.append(f"| {goal.text} | {_goal_value(goal)} | {goal.target} | {_goal_status(goal)} |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -181,12 +190,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Figures are medians over repetitions with (min–max); ratios and differences are taken per "
         "side-by-side repetition pair.",
         "",
-        "| goal | measured | target | status |",
-        "|---|---|---|---|",
+        *goals_markdown(report),
     ]
-    for result in report["goals"]:
-        goal = GoalResult(**result)
-        lines.append(f"| {goal.text} | {_goal_value(goal)} | {goal.target} | {_goal_status(goal)} |")
     for section in report["sections"]:
         load = section["details"].get("machine_load_after", {}).get("load_1m")
         lines += [

@@ -11,7 +11,16 @@ from typer.testing import CliRunner
 from benchmarks import __main__ as cli
 from benchmarks.goals import evaluate_all
 from benchmarks.results_table import RATIO, Section, markdown
-from benchmarks.results_page import RESULTS_JSON, RESULTS_PAGE, publish, render_page
+from benchmarks.results_page import (
+    README,
+    README_END,
+    README_START,
+    RESULTS_JSON,
+    RESULTS_PAGE,
+    publish,
+    render_page,
+    render_readme_goals,
+)
 
 
 def a_report() -> dict:
@@ -53,7 +62,9 @@ def test_publish_copies_the_json_byte_for_byte_and_renders_the_page(tmp_path):
     source = tmp_path / "var" / "bench-1.json"
     source.parent.mkdir()
     source.write_text(json.dumps(a_report(), indent=1) + "\n")
-    page, copy = publish(source, tmp_path / "RESULTS.md", tmp_path / "results" / "latest.json")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    page, copy = publish(source, tmp_path / "RESULTS.md", tmp_path / "results" / "latest.json", readme)
     assert copy.read_bytes() == source.read_bytes()
     assert page.read_text() == render_page(json.loads(copy.read_text()))
 
@@ -97,3 +108,33 @@ def test_the_committed_results_page_is_what_its_committed_json_renders():
         "benchmarks/RESULTS.md differs from what benchmarks/results/latest.json renders: it is generated, "
         "do not edit it; run `.venv/bin/python -m benchmarks publish benchmarks/results/latest.json`"
     )
+
+
+def test_readmes_goals_are_what_the_committed_json_renders():
+    readme = README.read_text(encoding="utf-8")
+    assert render_readme_goals(json.loads(RESULTS_JSON.read_text())) in readme, (
+        "README.md's Performance goals differ from what benchmarks/results/latest.json renders: they are "
+        "generated, do not edit them; run `.venv/bin/python -m benchmarks publish benchmarks/results/latest.json`"
+    )
+
+
+def test_publish_rewrites_only_the_readmes_goals_block(tmp_path):
+    source = tmp_path / "bench-1.json"
+    source.write_text(json.dumps(a_report()) + "\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Intro\n\n{README_START}\nold table\n{README_END}\n\n## Next\n")
+    publish(source, tmp_path / "RESULTS.md", tmp_path / "latest.json", readme)
+    text = readme.read_text()
+    assert text.startswith("# Intro\n\n" + README_START + "\nMeasured 2026-11-23T20:00:00+00:00 by `make bench`")
+    assert "old table" not in text and text.endswith(README_END + "\n\n## Next\n")
+    assert "| throughput | " not in text  # rows are the goals', not the sections'
+    assert text.count("| goal | measured | target | status |") == 1
+
+
+def test_publish_refuses_a_readme_without_the_goals_block(tmp_path):
+    source = tmp_path / "bench-1.json"
+    source.write_text(json.dumps(a_report()) + "\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Intro\n")
+    with pytest.raises(ValueError, match="no goals block"):
+        publish(source, tmp_path / "RESULTS.md", tmp_path / "latest.json", readme)
