@@ -179,6 +179,42 @@ def test_fixed_costs_of_a_window_without_direct_cost_are_unallocated(book: Price
     }
 
 
+def test_an_owner_s_failed_calls_of_unknown_compute_add_to_its_own_measured_compute(book: PriceBook) -> None:
+    """cpu-public (3 pico-$/ns), recommender. home_feed: 2 answered calls, 2 ms, and 1 call that
+    failed after Triton ran it (no COMPUTE_NS); cart: 2 answered calls, 2 ms. The window's mean
+    measured compute is 4 ms / 4 = 1 ms, so home_feed weighs 2 + 1 = 3 ms and cart 2 ms. Triton
+    measured 6 ms: 18e6, of which 12e6 metered; of the 6e6 overhead home_feed's estimated call
+    takes its own 1 ms x 3 = 3e6 first, the other 3e6 is split 3:2 (1.8e6, 1.2e6)."""
+    usage = [
+        used("home_feed", "recommender", requests=2, compute_ns=2_000_000, pool="cpu-public", rate=PUBLIC_RATE, **NO_GATEWAY),
+        used("home_feed", "recommender", compute_ns=0, pool="cpu-public", rate=PUBLIC_RATE, unknown=1, **NO_GATEWAY),
+        used("cart", "recommender", requests=2, compute_ns=2_000_000, pool="cpu-public", rate=PUBLIC_RATE, **NO_GATEWAY),
+    ]
+    result = book_window(START, END, usage, book, zero_counters(), triton={"cpu-public": reading(recommender=6_000_000)})
+    shares = allocated_to(result, "triton/cpu-public/recommender")
+    home, cart = shares[("home_feed", "acme", "recommender", False)], shares[("cart", "acme", "recommender", False)]
+    assert (home.direct_pico, home.overhead_pico, home.method) == (6_000_000, 4_800_000, "compute-share-estimated")
+    assert (cart.direct_pico, cart.overhead_pico) == (6_000_000, 1_200_000)
+    # The pool's idle (180e9 - 18e6) goes by the same weights, 3:2.
+    assert (home.idle_pico, cart.idle_pico) == (107_989_200_000, 71_992_800_000)
+    assert_ties_out(result)
+
+
+def test_when_no_call_measured_its_compute_the_pool_is_shared_by_requests(book: PriceBook) -> None:
+    """Only failed calls of unknown compute (1 of home_feed, 3 of cart) reached cpu-public; Triton
+    measured 4 ms = 12e6 pico-$ of overhead: no mean to estimate them by, so it goes by
+    requests, 1:3."""
+    usage = [
+        used("home_feed", "recommender", compute_ns=0, pool="cpu-public", rate=PUBLIC_RATE, unknown=1, **NO_GATEWAY),
+        used("cart", "recommender", requests=3, compute_ns=0, pool="cpu-public", rate=PUBLIC_RATE, unknown=1, **NO_GATEWAY),
+    ]
+    result = book_window(START, END, usage, book, zero_counters(), triton={"cpu-public": reading(recommender=4_000_000)})
+    shares = allocated_to(result, "triton/cpu-public/recommender")
+    assert {key[0]: (a.overhead_pico, a.method) for key, a in shares.items()} == {
+        "home_feed": (3_000_000, "request-share"), "cart": (9_000_000, "request-share"),
+    }  # fmt: skip
+
+
 # --- properties -------------------------------------------------------------------------------
 
 two_pool_rows = st.builds(

@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from test_costing_booking import START, book, by_resource, reading, replica, used  # noqa: F401 - book is a fixture
+from test_costing_booking import SERVED, START, book, by_resource, reading, replica, used  # noqa: F401 - book is a fixture
 
 from costing.price_book import PriceBook
-from costing.reconciliation.booking import BookingState, Counters, book_window
+from costing.reconciliation.booking import BookingState, Counters, PoolReading, book_window
 
 END = START + dt.timedelta(minutes=1)
 
@@ -75,3 +75,52 @@ def test_a_late_record_s_direct_cost_is_stated_on_each_charge_of_its_kind(book: 
     assert charges["cache/redis"].late_direct_pico == 2_000_000
     assert charges["egress/internet"].late_direct_pico == 1_000_000
     assert charges["storage"].late_direct_pico == 0
+
+
+def test_counters_of_a_model_no_served_model_runs_are_skipped_not_the_end(book: PriceBook) -> None:  # noqa: F811
+    """Triton also reports a model that serves nothing here (listed first): it is skipped, and
+    the recommender's 2 ms after it still count (gpu-burst: 10 pico-$/ns)."""
+    counters = {"0|warmup": Counters(1, 1, 0, 9_000_000, 0), "0|recommender": Counters(1, 1, 0, 2_000_000, 0)}
+    result = book_window(START, END, [], book, BookingState(), triton={"gpu-burst": PoolReading(counters, SERVED)})
+    charge = by_resource(result)["triton/gpu-burst/recommender"]
+    assert (charge.measured_quantity, charge.overhead_pico) == (2_000_000, 20_000_000)
+    assert "triton/gpu-burst/warmup" not in by_resource(result)
+
+
+@pytest.fixture(scope="module")
+def odd_book() -> PriceBook:
+    """One on-demand pool at 0.044625 $/vCPU-h: 0.01239583... pico-$ per ns, so that rounding shows."""
+    return PriceBook.model_validate(
+        {
+            "version": "odd-2",
+            "currency": "USD",
+            "effective_date": "2026-11-01",
+            "gateway": {"usd_per_vcpu_hour": 3.6, "source": "test"},
+            "cache": {"usd_per_million_ops": 1.0, "source": "test"},
+            "egress": {"default_path": "same_zone", "paths": {"same_zone": {"usd_per_gb": 0.0, "source": "test"}}},
+            "pools": {"odd": {"device": "cpu", "unit": "vCPU", "usd_per_unit_hour": 0.044625, "location": "public", "source": "test"}},
+        }
+    )
+
+
+def test_measured_amounts_telescope_on_the_running_total(odd_book: PriceBook) -> None:
+    """Triton's cumulative compute reaches 40, 60 and 180 ns over three windows; priced on the
+    running total: round(0.496) = 0, round(0.744) = 1, round(2.231) = 2, so the windows charge
+    0, 1 and 1 pico-$ (each window priced alone would be 0, 0 and 1: a unit lost)."""
+    state, charged = BookingState(triton={"odd": reading(recommender=0).counters}), []
+    for minute, cumulative in enumerate((40, 60, 180)):
+        start = START + dt.timedelta(minutes=minute)
+        result = book_window(start, start + dt.timedelta(minutes=1), [], odd_book, state, triton={"odd": reading(recommender=cumulative)})
+        charged.append(by_resource(result)["triton/odd/recommender"].overhead_pico)
+        state = result.state
+    assert charged == [0, 1, 1]
+    assert state.running["triton/odd/recommender"] == ("odd-2", 180)
+
+
+def test_a_new_price_book_starts_the_running_total_again(odd_book: PriceBook) -> None:
+    """A total run up under another version is not continued: 40 ns at the new price is
+    round(0.496) = 0 pico-$, not round(scale x 1_000_040) - round(scale x 1_000_000) = 1."""
+    state = BookingState(triton={"odd": reading(recommender=0).counters}, running={"triton/odd/recommender": ("odd-1", 1_000_000)})
+    result = book_window(START, END, [], odd_book, state, triton={"odd": reading(recommender=40)})
+    assert by_resource(result)["triton/odd/recommender"].overhead_pico == 0
+    assert result.state.running["triton/odd/recommender"] == ("odd-2", 40)
