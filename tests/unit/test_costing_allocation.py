@@ -105,6 +105,7 @@ def test_each_pool_s_overhead_and_idle_go_to_its_own_owners_by_their_compute(boo
     assert (public.capacity_pico, public.provisioned_pico) == (180_000_000_000, 180_000_000_000)
     assert (local.measured_quantity, search.measured_quantity, public.measured_quantity) == (8_000_000, 12_000_000, 12_000_000)
     assert (local.requests, local.usage_quantity, public.requests, public.usage_quantity) == (4, 4_000_000, 4, 8_000_000)
+    assert (local.kind, local.pool, local.model, local.device, local.usage_unit) == ("compute", "cpu-local", "recommender", "cpu", "ns")
 
     on_local = allocated_to(result, "triton/cpu-local/recommender")
     on_public = allocated_to(result, "triton/cpu-public/recommender")
