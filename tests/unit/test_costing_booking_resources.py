@@ -65,20 +65,63 @@ def test_each_replica_is_charged_its_process_cpu_and_shares_it_by_metered_cpu(bo
 
 
 def test_the_cache_node_is_charged_per_node_and_its_idle_shared_by_operations(book: PriceBook) -> None:  # noqa: F811
-    """Two nodes of 0.36 $/h for 60 s: 12e9. home_feed made 2 operations (2e6), cart 3 that
-    priced to nothing: direct 2e6, idle 12e9 - 2e6, shared 2:3 by operations."""
+    """Two nodes of 0.36 $/h for 60 s: 12e9. home_feed made 1 operation (1e6), cart 3 that
+    priced to nothing: direct 1e6, idle 12e9 - 1e6, shared 1:3 by operations."""
     two_nodes = book.model_copy(update={"cache": book.cache.model_copy(update={"nodes": 2})})
     usage = [
-        used("home_feed", "recommender", gateway_ns=0, bytes_=0),
+        used("home_feed", "recommender", gateway_ns=0, ops=1, bytes_=0),
         dataclasses.replace(used("cart", "recommender", gateway_ns=0, bytes_=0), cache_ops=3, cache_pico=0),
     ]
     result = book_window(START, END, usage, two_nodes, BookingState(), triton={})
     cache = by_resource(result)["cache/redis"]
     assert (cache.kind, cache.pool, cache.model, cache.device, cache.usage_unit) == ("cache", "cache", "", "redis", "operations")
     assert (cache.provisioned_pico, cache.direct_pico, cache.overhead_pico, cache.idle_pico) == (
-        12_000_000_000, 2_000_000, 0, 11_998_000_000,
+        12_000_000_000, 1_000_000, 0, 11_999_000_000,
     )  # fmt: skip
-    assert (cache.usage_quantity, cache.requests) == (5, 2)
-    shares = {key[0]: (a.direct_pico, a.idle_pico, a.method) for key, a in allocated_to(result, "cache/redis").items()}
-    assert shares == {"home_feed": (2_000_000, 4_799_200_000, "ops-share"), "cart": (0, 7_198_800_000, "ops-share")}
+    assert (cache.usage_quantity, cache.requests) == (4, 2)
+    shares = {key[0]: (a.direct_pico, a.idle_pico, a.usage_quantity, a.method) for key, a in allocated_to(result, "cache/redis").items()}
+    assert shares == {"home_feed": (1_000_000, 2_999_750_000, 1, "ops-share"), "cart": (0, 8_999_250_000, 3, "ops-share")}
+    assert_ties_out(result)
+
+
+def test_egress_fixed_costs_and_late_records_in_the_allocations(book: PriceBook) -> None:  # noqa: F811
+    """home_feed: 2 answers of 1000 bytes over the internet (1000 pico-$/byte: 2e6), cart: one
+    of 500 bytes in the zone (free), and a late record of home_feed's (300 bytes on the
+    internet, 3e5, and 0.2 ms of gateway CPU) booked here as its own metered row. Nobody used
+    the cache: its node's 6e9 is unallocated. Storage's 1e9 goes by the window's direct cost
+    (late records excluded): home_feed 2e6 + 2 x 0.1 ms of gateway (2e5), cart 1e5: 22:1."""
+    usage = [
+        used("home_feed", "recommender", requests=2, ops=0, path="internet", egress_pico_per_byte=1_000),
+        used("cart", "recommender", tenant="globex", ops=0, bytes_=500),
+        used("home_feed", "recommender", gateway_ns=200_000, ops=0, bytes_=300, path="internet", egress_pico_per_byte=1_000, late=True),
+    ]
+    result = book_window(START, END, usage, book, BookingState(), triton={})
+    charges = by_resource(result)
+    internet = charges["egress/internet"]
+    assert (internet.kind, internet.pool, internet.model, internet.device, internet.usage_unit) == ("egress", "egress", "", "", "bytes")
+    assert (internet.direct_pico, internet.late_direct_pico, internet.usage_quantity, internet.requests) == (2_300_000, 300_000, 2_300, 3)
+    on_internet = allocated_to(result, "egress/internet")
+    assert {key: (a.requests, a.usage_quantity, a.direct_pico, a.method) for key, a in on_internet.items()} == {
+        ("home_feed", "acme", "recommender", False): (2, 2_000, 2_000_000, "metered"),
+        ("home_feed", "acme", "recommender", True): (1, 300, 300_000, "metered"),
+    }  # fmt: skip
+    (zone,) = allocated_to(result, "egress/same_zone").values()
+    assert (zone.feature, zone.requests, zone.usage_quantity, zone.direct_pico, zone.method) == ("cart", 1, 500, 0, "metered")
+    gateway = allocated_to(result, "gateway/r1")
+    assert {key: (a.requests, a.usage_quantity, a.direct_pico) for key, a in gateway.items()} == {
+        ("home_feed", "acme", "recommender", False): (2, 200_000, 200_000),
+        ("cart", "globex", "recommender", False): (1, 100_000, 100_000),
+        ("home_feed", "acme", "recommender", True): (1, 200_000, 200_000),
+    }  # fmt: skip
+    (cache,) = allocated_to(result, "cache/redis").values()
+    assert (cache.feature, cache.tenant, cache.model, cache.idle_pico, cache.method) == (UNALLOCATED_FEATURE, "", "", 6_000_000_000, "unallocated")
+    storage = charges["storage"]
+    assert (storage.kind, storage.pool, storage.model, storage.device, storage.usage_quantity, storage.usage_unit) == (
+        "storage", "storage", "", "", 0, "",
+    )  # fmt: skip
+    shares = {key: (a.requests, a.usage_quantity, a.overhead_pico) for key, a in allocated_to(result, "storage").items()}
+    assert shares == {
+        ("home_feed", "acme", "recommender", False): (0, 0, 956_521_739),
+        ("cart", "globex", "recommender", False): (0, 0, 43_478_261),
+    }
     assert_ties_out(result)
