@@ -119,3 +119,17 @@ def test_the_tie_out_compares_allocated_and_origin_per_currency(ledger: SqliteLe
     )  # fmt: skip
     (a_only,) = [t for t in tie_out(ledger, A, B)]
     assert (a_only.currency, a_only.origin_pico, a_only.allocated_pico, a_only.difference_pico) == ("USD", 10_200, 10_200, 0)
+
+
+def test_the_tie_out_shows_a_currency_charged_but_not_allocated_and_the_reverse(tmp_path: Path) -> None:
+    """A broken ledger: a JPY charge that nothing was allocated from, and GBP allocations of no
+    charge. The tie-out states both, with the difference."""
+    with SqliteLedger(tmp_path / "broken.sqlite") as ledger:
+        booking = Booking(window_end=B, window_start=A, kind="window", booked_at=B, booked_by="r1",
+                          price_book_version="v1", currency="USD", state="")  # fmt: skip
+        charges = [charge(A, "cache/redis", "cache", direct=70, idle=30, currency="JPY")]
+        allocations = [allocated(A, "storage", "storage", "home_feed", 0, 40, currency="GBP")]
+        ledger.book(lambda cursor: cursor.store(booking, charges, allocations))
+        gbp, jpy = tie_out(ledger)
+    assert (gbp.currency, gbp.origin_pico, gbp.allocated_pico, gbp.direct_pico, gbp.difference_pico) == ("GBP", 0, 40, 0, 40)
+    assert (jpy.currency, jpy.origin_pico, jpy.allocated_pico, jpy.direct_pico, jpy.difference_pico) == ("JPY", 100, 0, 70, -100)
