@@ -112,6 +112,7 @@ def test_each_pool_s_overhead_and_idle_go_to_its_own_owners_by_their_compute(boo
     assert {key[0] for key in on_local} == {"home_feed", "cart"}, "mobile_feed never used cpu-local"
     assert {key[0] for key in on_public} == {"mobile_feed", "cart"}, "home_feed never used cpu-public"
     assert parts(on_local[("home_feed", "acme", "recommender", False)]) == (3_000_000, 3_000_000, 35_994_000_000)
+    assert (on_local[("home_feed", "acme", "recommender", False)].usage_quantity, on_public[("cart", "globex", "recommender", False)].usage_quantity) == (3_000_000, 6_000_000)
     assert parts(on_local[("cart", "globex", "recommender", False)]) == (1_000_000, 1_000_000, 11_998_000_000)
     assert parts(on_public[("mobile_feed", "acme", "recommender", False)]) == (6_000_000, 3_000_000, 44_991_000_000)
     assert parts(on_public[("cart", "globex", "recommender", False)]) == (18_000_000, 9_000_000, 134_973_000_000)
@@ -195,6 +196,7 @@ def test_an_owner_s_failed_calls_of_unknown_compute_add_to_its_own_measured_comp
     shares = allocated_to(result, "triton/cpu-public/recommender")
     home, cart = shares[("home_feed", "acme", "recommender", False)], shares[("cart", "acme", "recommender", False)]
     assert (home.direct_pico, home.overhead_pico, home.method) == (6_000_000, 4_800_000, "compute-share-estimated")
+    assert (home.requests, home.usage_quantity) == (3, 2_000_000), "its two rows, answered and failed, add up"
     assert (cart.direct_pico, cart.overhead_pico) == (6_000_000, 1_200_000)
     # The pool's idle (180e9 - 18e6) goes by the same weights, 3:2.
     assert (home.idle_pico, cart.idle_pico) == (107_989_200_000, 71_992_800_000)
