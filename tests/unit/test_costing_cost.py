@@ -178,19 +178,21 @@ def test_unknown_pool_is_an_error_not_a_free_request(book: PriceBook, usage: Usa
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"model_compute_ns": -1},
-        {"gateway_cpu_ns": -1},
-        {"cache_ops": -1},
-        {"response_bytes": -1},
-        {"avoided_compute_ns": -1, "avoided_pool": "cpu-local"},
-        {"pool": "", "model_compute_ns": 5},  # device time with no pool to price it on
-        {"avoided_compute_ns": 5},  # avoided time with no pool
+        ({"model_compute_ns": -1}, "Usage.model_compute_ns must not be negative, got -1"),
+        ({"gateway_cpu_ns": -1}, "Usage.gateway_cpu_ns must not be negative, got -1"),
+        ({"cache_ops": -2}, "Usage.cache_ops must not be negative, got -2"),
+        ({"response_bytes": -1}, "Usage.response_bytes must not be negative, got -1"),
+        ({"avoided_compute_ns": -1, "avoided_pool": "cpu-local"}, "Usage.avoided_compute_ns must not be negative, got -1"),
+        # device time with no pool to price it on; avoided time with no pool
+        ({"pool": "", "model_compute_ns": 5}, "Usage.model_compute_ns is set but no pool says what it ran on"),
+        ({"avoided_compute_ns": 5}, "Usage.avoided_compute_ns is set but no avoided_pool says what it ran on"),
     ],
 )
-def test_impossible_usage_is_refused(kwargs: dict[str, object]) -> None:
+def test_impossible_usage_is_refused_naming_the_field(kwargs: dict[str, object], message: str) -> None:
     fields: dict[str, object] = {"pool": "cpu-local", "model_compute_ns": 0, "gateway_cpu_ns": 0, "cache_ops": 0}
     fields.update(kwargs)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as raised:
         Usage(**fields)  # type: ignore[arg-type]
+    assert str(raised.value) == message

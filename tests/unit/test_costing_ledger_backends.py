@@ -91,7 +91,12 @@ def test_a_booking_takes_each_record_once_and_stores_its_charges(backend: SqlLed
     with pytest.raises(LedgerError, match="already booked"):
         backend.book(lambda cursor: cursor.store(opening(end, BOOK, "r2", {}), [], []))
     charges, allocated = backend.charges(), backend.allocated()
-    assert sum(c.capacity_pico for c in charges) == sum(a.total_pico for a in allocated) > 0
+    assert sum(c.capacity_pico for c in charges) == sum(a.total_pico for a in allocated)
+    # Storage, 60 GB x 0.08 $ = 4.8 $ a month (November: 2_592_000 s), for the 2 s from 12:00 on
+    # the 1st: round(4.8e12 x 43_202 / 2_592_000) - 4.8e12 x 43_200 / 2_592_000 = 3_703_704 pico-$.
+    (storage,) = [c for c in charges if c.resource == "storage"]
+    assert storage.capacity_pico == 3_703_704
+    assert {a.feature for a in allocated if a.resource == "storage"} == {"home_feed"}
     (by_day,) = backend.summarize_allocated(["day"])
     assert by_day.group == {"day": "2026-11-01"} and by_day.total_pico == sum(a.total_pico for a in allocated)
     loaded = backend.fully_loaded_spend("feature", T0, T0 + dt.timedelta(hours=1))

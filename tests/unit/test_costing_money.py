@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
+from decimal import Decimal
 from fractions import Fraction
 
 import pytest
@@ -16,6 +18,8 @@ from costing.money import (
     decimal_text,
     exact,
     from_pico,
+    month_bounds,
+    ns_since_epoch,
     prorate_hourly,
     prorate_monthly,
     to_pico,
@@ -109,3 +113,53 @@ def test_exact_amounts_print_as_plain_decimals() -> None:
     assert decimal_text(-20_000_000) == "-0.00002"
     assert decimal_text(0) == "0.0"
     assert allocate(-10, {"a": 1, "b": 1, "c": 1}) == {"a": -4, "b": -3, "c": -3}
+
+
+def test_decimal_text_and_decimals_are_read_exactly_too() -> None:
+    assert exact("0.044625") == Fraction(44_625, 1_000_000)
+    assert exact(Decimal("0.1")) == Fraction(1, 10)
+    assert exact(Fraction(2, 3)) == Fraction(2, 3) and exact(7) == 7
+    with pytest.raises(ValueError) as raised:
+        exact(float("inf"))
+    assert str(raised.value) == "not a finite amount: inf"
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({}, "cannot allocate by weights that sum to 0"),
+        ({"a": 0}, "cannot allocate by weights that sum to 0"),
+        ({"a": -1, "b": 2}, "allocation weights must not be negative"),
+    ],
+)
+def test_allocation_refusals_say_why(weights: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        allocate(10, weights)
+    assert str(raised.value) == message
+
+
+def test_a_tie_goes_to_the_smaller_key_whatever_the_order_given() -> None:
+    assert allocate(1, {"b": 1, "a": 1}) == {"a": 1, "b": 0}
+    assert allocate(2, {"c": 1, "b": 1, "a": 1}) == {"a": 1, "b": 1, "c": 0}
+
+
+def test_moments_count_in_nanoseconds_whatever_their_time_zone() -> None:
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    moment = dt.datetime(1970, 1, 1, 2, 0, 1, 123_456, tzinfo=plus_two)  # 00:00:01.123456 UTC
+    assert ns_since_epoch(moment) == 1_123_456_000
+
+
+@pytest.fixture
+def far_east_local_time(monkeypatch: pytest.MonkeyPatch):
+    """The machine's local time zone set to UTC+14 (Kiribati) for the test, then restored."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_calendar_months_are_utc_months_whatever_the_local_time_zone(far_east_local_time: None) -> None:
+    """Nov 30 12:00 UTC is already Dec 1 in Kiribati: it is still November's."""
+    first, following = month_bounds(dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC))
+    assert (first, following) == (dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
