@@ -113,7 +113,8 @@ def main(
     )
     print_report(report, console)
     ledger = SqliteLedger(stack.ledger_path)
-    costs, quality = version_costs(ledger), version_quality(repository)
+    costs = version_costs(ledger)
+    quality = version_quality(local_settings.model_repository, demo_copy=repository != local_settings.model_repository)
     print_rollout(step, costs, quality, console)
     report["rollout"] = rollout_report(step, costs, quality)
     console.print(

@@ -125,14 +125,19 @@ def version_costs(ledger: SqliteLedger) -> list[VersionCost]:
     return rows
 
 
-def version_quality(model_repository: Path) -> dict[str, str]:
-    """Version -> its offline evaluation in a line, from versions.json (empty without it)."""
-    versions = _versions_record(model_repository).get("versions", {})
+def version_quality(model_repository: Path, demo_copy: bool) -> dict[str, str]:
+    """Version -> its offline evaluation in a line (recall@10, NDCG@10 of the served form on the
+    test weeks), from the built repository's versions.json; ``demo_copy``: the candidate is the
+    demo's copy of the serving version, so its figures are the serving version's."""
+    record = _versions_record(model_repository)
     quality = {}
-    for version, record in versions.items():
-        figures = record.get("eval") or {}
-        numbers = [f"{name} {value:.4f}" for name, value in figures.items() if isinstance(value, int | float)]
-        quality[version] = ", ".join(numbers[:3])
+    for version, entry in record.get("versions", {}).items():
+        figures = (entry.get("eval") or {}).get("test_served_form") or {}
+        if "recall_at_10" in figures and "ndcg_at_10" in figures:
+            quality[version] = f"recall@10 {figures['recall_at_10']:.4f}, NDCG@10 {figures['ndcg_at_10']:.4f}"
+    serving = str(record.get("serving", ""))
+    if demo_copy and serving in quality:
+        quality = {SERVING: quality[serving], DEMO_CANDIDATE: f"{quality[serving]} (a copy of {SERVING})"}
     return quality
 
 
