@@ -104,7 +104,7 @@ async def test_a_version_loaded_only_on_full_pools_is_shed_not_unavailable():
     assert str(raised.value) == "every pool serving 'm' is at its concurrency limit: pool cpu is full (1/1 in flight)"
 
 
-def test_version_state_is_the_ready_endpoints_and_says_why_when_none_is():
+async def test_version_state_is_the_ready_endpoints_and_says_why_when_none_is():
     gpu, cpu = pool("gpu", {"1": V1}, device="gpu"), pool("cpu", {"1": V1, "2": V2}, rank=1)
     r = router(gpu, cpu)
     assert r.version_state("m", "2") is V2
@@ -118,7 +118,7 @@ def test_version_state_is_the_ready_endpoints_and_says_why_when_none_is():
     )
 
 
-def test_busy_share_is_calls_in_flight_over_all_pools_limits():
+async def test_busy_share_is_calls_in_flight_over_all_pools_limits():
     gpu, cpu = pool("gpu", {"1": V1}, device="gpu", limit=4), pool("cpu", {"1": V1}, rank=1, limit=12)
     gpu.in_flight, cpu.in_flight = 3, 1
     r = router(gpu, cpu)
@@ -126,7 +126,7 @@ def test_busy_share_is_calls_in_flight_over_all_pools_limits():
     assert r.model("m").busy_share() == 0.25
 
 
-def test_pin_serving_reaches_every_endpoint_and_endpoints_is_a_copy():
+async def test_pin_serving_reaches_every_endpoint_and_endpoints_is_a_copy():
     gpu, cpu = pool("gpu", {"1": V1}, device="gpu"), pool("cpu", {"1": V1}, {"1": V1}, rank=1)
     r = router(gpu, cpu)
     r.pin_serving("m", "2")
