@@ -27,9 +27,9 @@ from deploy.local.demo_client import drive
 from deploy.local.traffic import PlannedCall
 from deploy.local.versioned_repository import MODEL, SERVING, build_versioned_repository
 from gateway.api import rollout_pb2, rollout_pb2_grpc
+from pipeline.model_versions import VERSIONS_FILE
 from gateway.api_keys import ALL_TENANTS, Role
 
-VERSIONS_FILE = "versions.json"
 DEMO_CANDIDATE, DEMO_CANDIDATE_BUILD = "2", "demo-copy-of-1"
 # Loading a version and the drain of a roll back take seconds on a small machine.
 OPERATION_DEADLINE_S = 120.0

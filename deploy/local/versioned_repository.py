@@ -15,29 +15,16 @@ import shutil
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from pipeline.model_dir import ModelDir
+from pipeline.version_store import load_record
+
 MODEL = "recommender"
 SERVING = "1"
 BROKEN_MESSAGE = "broken candidate: every call fails"
 _EXECUTE = "    def execute(self, requests: list) -> list:\n"
-_BUILD_ID = re.compile(r'key: "build_id"\s*value \{ string_value: "([^"]*)" \}')
-_SERVING_VERSION = re.compile(r'key: "serving_version"\s*value \{ string_value: "([^"]*)" \}')
 # What a versioned build's config already declares about its versions: replaced by the copy's own.
 _VERSION_POLICY = re.compile(r"^version_policy: .*\n", re.M)
 _VERSION_PARAMETER = re.compile(r'  \{\n    key: "(?:build_id\.\d+|serving_version)"\n    value \{ string_value: "[^"]*" \}\n  \},?\n')
-
-
-def serving_build_id(source: Path) -> str:
-    """The build id the built recommender's config.pbtxt names."""
-    found = _BUILD_ID.search((source / MODEL / "config.pbtxt").read_text())
-    if not found:
-        raise ValueError(f"{source / MODEL / 'config.pbtxt'} names no build_id")
-    return found.group(1)
-
-
-def serving_version(source: Path) -> str:
-    """The version the built recommender serves: its config's ``serving_version``, else 1."""
-    found = _SERVING_VERSION.search((source / MODEL / "config.pbtxt").read_text())
-    return found.group(1) if found else SERVING
 
 
 def build_versioned_repository(
@@ -51,8 +38,9 @@ def build_versioned_repository(
     for other in source.iterdir():
         if other.name != MODEL and other.is_dir():
             (target / other.name).symlink_to(other.resolve(), target_is_directory=True)
-    builds = {SERVING: serving_build_id(source), **candidates}
-    source_version = source_model / serving_version(source)
+    built = load_record(ModelDir(source, MODEL))  # the pipeline's record of the source's versions
+    builds = {SERVING: built.serving_build_id, **candidates}
+    source_version = source_model / str(built.serving)
     for version, build_id in builds.items():
         version_dir = model_dir / version
         shutil.copytree(source_version, version_dir, ignore=shutil.ignore_patterns("__pycache__"))
