@@ -41,6 +41,8 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
         "requests": requests,
         "executions": executions,
         "mean_batch": round(diff.get("inference_count", 0) / executions, 2) if executions else None,
+        # Rows (inferences) per request: above 1 when a client sends several rows per request.
+        "rows_per_request": round(diff.get("inference_count", 0) / requests, 2) if requests else None,
         "mean_server_ms": round(diff.get("success_ns", 0) / requests / 1e6, 3) if requests else None,
         "mean_queue_ms": round(diff.get("queue_ns", 0) / requests / 1e6, 3) if requests else None,
         "mean_compute_infer_ms": round(diff.get("compute_infer_ns", 0) / requests / 1e6, 3) if requests else None,

@@ -12,7 +12,7 @@ import tritonclient.grpc.aio as triton_aio
 from gateway.outlier_detection import OutlierDetector
 from gateway.routing_policy import PoolView
 from gateway.triton_infer import InferStub
-from gateway.triton_model import ModelState, TritonModel
+from gateway.triton_model import NO_COALESCING, ModelState, RowsPolicy, TritonModel
 
 # Weight of the newest observation in the pools' moving averages of latency and compute.
 EWMA_WEIGHT = 0.2
@@ -29,13 +29,16 @@ class Endpoint:
         model_names: list[str],
         outlier: OutlierDetector,
         max_reconnect_backoff_s: float = 1.0,
+        rows_policy: RowsPolicy = NO_COALESCING,
     ) -> None:
         self.url = url
         self.pool_name = pool
         channel_args = _channel_args(max_reconnect_backoff_s)
         self.client = triton_aio.InferenceServerClient(url=url, channel_args=channel_args)
         self.stub = InferStub(url, channel_args)
-        self.models = {name: TritonModel(self.client, self.stub, url, name, pool, device) for name in model_names}
+        self.models = {
+            name: TritonModel(self.client, self.stub, url, name, pool, device, rows_policy) for name in model_names
+        }
         self.outlier = outlier
         self.in_flight = 0
 

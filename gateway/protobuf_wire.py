@@ -92,6 +92,21 @@ def items_from_tensors(ids_tensor: bytes, titles_tensor: bytes, scores: bytes) -
     return b"".join(out), count
 
 
+def without_padding(ids_tensor: bytes, titles_tensor: bytes, scores: bytes) -> tuple[bytes, bytes, bytes]:
+    """A padded row of ITEM_IDS, ITEM_TITLES and SCORES cut before its first empty id (an item id
+    is never empty: the padding of the recommender's several-rows contract)."""
+    ids = read_bytes_tensor(ids_tensor)
+    if b"" not in ids:
+        return ids_tensor, titles_tensor, scores
+    count = ids.index(b"")
+    titles = read_bytes_tensor(titles_tensor)[:count]
+    return (
+        ids_tensor[: 4 * count + sum(map(len, ids[:count]))],
+        titles_tensor[: 4 * count + sum(map(len, titles))],
+        scores[: 4 * count],
+    )
+
+
 def _check_utf8(tensor: bytes, short: bool) -> None:
     """Every element of a raw BYTES tensor is UTF-8. When every element is under 128 bytes its
     4-byte length is ASCII, so no character can straddle two elements and decoding the whole

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from gateway.answers import ModelAnswer
 from gateway.errors import BackendFailed
-from gateway.protobuf_wire import bytes_tensor, int32_tensor, items_from_tensors
+from gateway.protobuf_wire import bytes_tensor, int32_tensor, items_from_tensors, without_padding
 from gateway.result_cache import CacheKeys
 from gateway.router import Metadata, Placement, RoutedModel
-from gateway.triton_infer import InferOutputs, Tensor, tensor_header
+from gateway.triton_infer import InferOutputs, Tensor
 from gateway.triton_model import ModelState
 from gateway.validation import RecommendQuery
-
-USER_ID = tensor_header("USER_ID", "BYTES", (1, 1))
-K = tensor_header("K", "INT32", (1, 1))
 
 
 class RecommendRoute:
@@ -36,11 +33,13 @@ class RecommendRoute:
         self, query: RecommendQuery, timeout_s: float, metadata: Metadata = None, version: str | None = None
     ) -> tuple[ModelAnswer, Placement]:
         """``version``: the model version to call (None: the serving one)."""
-        tensors: list[Tensor] = [(USER_ID, bytes_tensor((query.user_id.encode(),))), (K, int32_tensor(query.k))]
+        tensors: list[Tensor] = [
+            ("USER_ID", "BYTES", 1, bytes_tensor((query.user_id.encode(),))),
+            ("K", "INT32", 1, int32_tensor(query.k)),
+        ]
         excluded = query.exclude_item_ids
         if excluded:
-            header = tensor_header("EXCLUDE_ITEM_IDS", "BYTES", (1, len(excluded)))
-            tensors.append((header, bytes_tensor(item.encode() for item in excluded)))
+            tensors.append(("EXCLUDE_ITEM_IDS", "BYTES", len(excluded), bytes_tensor(item.encode() for item in excluded)))
         outputs, placement = await self.model.infer(tensors, timeout_s, metadata, version)
         answer = recommendation(outputs, outputs.model_version or version or self.model.state.version)
         self.model.record_compute(placement, answer.compute_ns)
@@ -50,7 +49,10 @@ class RecommendRoute:
 def recommendation(outputs: InferOutputs, model_version: str) -> ModelAnswer:
     """The answer in the recommender's outputs; BackendFailed when they break its contract."""
     try:
-        items, count = items_from_tensors(outputs["ITEM_IDS"], outputs["ITEM_TITLES"], outputs["SCORES"])
+        ids, titles, scores = outputs["ITEM_IDS"], outputs["ITEM_TITLES"], outputs["SCORES"]
+        if outputs.padded:
+            ids, titles, scores = without_padding(ids, titles, scores)
+        items, count = items_from_tensors(ids, titles, scores)
         return ModelAnswer(
             items_wire=items,
             item_count=count,

@@ -10,12 +10,16 @@ from gateway.pool import Endpoint, Pool
 from gateway.retry_budget import RetryBudget
 from gateway.router import Router
 from gateway.settings import Settings
+from gateway.triton_model import RowsPolicy
 
 
 def build_router(
     settings: Settings, book: PriceBook, model_names: list[str], on_ejection: Callable[[Endpoint], None] | None = None
 ) -> Router:
     pools = []
+    rows_policy = RowsPolicy(
+        settings.triton_max_rows_per_call, settings.triton_busy_requests, settings.triton_max_row_wait_s
+    )
     for rank, config in enumerate(settings.effective_pools()):
         entry = book.pool(config.name)  # an unknown pool fails here, at start-up, naming the known ones
         endpoints = [
@@ -30,6 +34,7 @@ def build_router(
                     settings.outlier_max_ejection_s,
                 ),
                 settings.triton_max_reconnect_backoff_s,
+                rows_policy,
             )
             for url in config.endpoints
         ]

@@ -13,14 +13,12 @@ from gateway.errors import BackendFailed
 from gateway.protobuf_wire import bytes_tensor, encode_item, int32_tensor, read_bytes_tensor
 from gateway.result_cache import CacheKeys
 from gateway.router import Metadata, Placement, RoutedModel
-from gateway.triton_infer import InferOutputs, tensor_header
+from gateway.triton_infer import InferOutputs
 from gateway.triton_model import ModelState
 from gateway.validation import SearchQuery
 
 # Ensemble outputs carrying each step's own COMPUTE_NS.
 COMPUTE_OUTPUTS = ("ENCODER_COMPUTE_NS", "INDEX_COMPUTE_NS")
-QUERY = tensor_header("QUERY", "BYTES", (1, 1))
-K = tensor_header("K", "INT32", (1, 1))
 
 
 class SearchRoute:
@@ -41,7 +39,10 @@ class SearchRoute:
     ) -> tuple[ModelAnswer, Placement]:
         """``version``: the model version to call (None: the serving one)."""
         excluded = set(query.exclude_item_ids)
-        tensors = [(QUERY, bytes_tensor((query.text.encode(),))), (K, int32_tensor(query.k + len(excluded)))]
+        tensors = [
+            ("QUERY", "BYTES", 1, bytes_tensor((query.text.encode(),))),
+            ("K", "INT32", 1, int32_tensor(query.k + len(excluded))),
+        ]
         outputs, placement = await self.model.infer(tensors, timeout_s, metadata, version)
         version = outputs.model_version or version or self.model.state.version
         answer = search_answer(outputs, {item.encode() for item in excluded}, query.k, version)

@@ -142,6 +142,18 @@ class Settings(CostingSettings):
     triton_max_reconnect_backoff_s: float = Field(
         1.0, gt=0, description="Longest wait between reconnects to a Triton that went away (gRPC's default is 120 s)."
     )
+    triton_max_rows_per_call: int = Field(
+        32, ge=1, description="Most concurrent calls of one model version sent as one Triton request of several rows "
+        "(only to a model whose config declares padded_rows, and at most its max_batch_size); 1 = one request per call.",
+    )
+    triton_busy_requests: int = Field(
+        2, ge=1, description="Requests of one model version in flight to an endpoint from which on a new call waits "
+        "for a request to return (at most triton_max_row_wait_s) and joins the next request (Nagle's rule: the model is "
+        "busy with those, so the wait costs little).",
+    )
+    triton_max_row_wait_s: float = Field(
+        0.005, ge=0, description="Longest such wait; 0 = a call never waits (it still joins the calls of its loop iteration).",
+    )
     recommender_model: str = Field("recommender", description="Triton model that answers Recommend.")
     search_model: str = Field("product_search", description="Triton model (ensemble) that answers Search.")
     readiness_poll_s: float = Field(

@@ -24,8 +24,9 @@ MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 _MODEL_NAME, _MODEL_VERSION, _INPUTS, _RAW_INPUT = b"\x0a", b"\x12", b"\x2a", b"\x3a"
 _TENSOR_NAME, _TENSOR_DATATYPE, _TENSOR_SHAPE = b"\x0a", b"\x12", b"\x1a"
 
-# One input: its encoded header (tensor_header) and its raw contents.
-Tensor = tuple[bytes, bytes]
+# One input of one row (a request's batch entry): name, Triton datatype, the number of elements
+# in the row, and its raw contents. Its header is encoded (and cached) when the request is written.
+Tensor = tuple[str, str, int, bytes]
 
 
 @lru_cache(maxsize=4096)
@@ -43,23 +44,31 @@ def model_header(model: str, version: str) -> bytes:
     return header + length_delimited(_MODEL_VERSION, version.encode()) if version else header
 
 
-def infer_request(model: str, version: str, tensors: Sequence[Tensor]) -> bytes:
-    """A serialised ModelInferRequest (all outputs requested, as tritonclient does by default)."""
+def infer_request(model: str, version: str, tensors: Sequence[Tensor], rows: int = 1) -> bytes:
+    """A serialised ModelInferRequest of ``rows`` rows, each tensor shaped [rows, width] (all
+    outputs requested, as tritonclient does by default)."""
     return (
         model_header(model, version)
-        + b"".join(header for header, _ in tensors)
-        + b"".join(_RAW_INPUT + varint(len(raw)) + raw for _, raw in tensors)
+        + b"".join(tensor_header(name, datatype, (rows, width)) for name, datatype, width, _ in tensors)
+        + b"".join(_RAW_INPUT + varint(len(raw)) + raw for *_, raw in tensors)
     )
 
 
 class InferOutputs:
-    """The raw outputs of one response by name; ``model_version`` as Triton reports it."""
+    """The raw outputs of one response (or of one row of it) by name; ``model_version`` as
+    Triton reports it; ``padded``: a row of a several-rows response, its outputs padded to the
+    widest row's (gateway/row_coalescing.py)."""
 
-    __slots__ = ("model_version", "_raw")
+    __slots__ = ("model_version", "_raw", "padded")
 
-    def __init__(self, response: service_pb2.ModelInferResponse) -> None:
-        self.model_version = response.model_version
-        self._raw = dict(zip([output.name for output in response.outputs], response.raw_output_contents))
+    def __init__(self, model_version: str, raw: dict[str, bytes], padded: bool = False) -> None:
+        self.model_version = model_version
+        self._raw = raw
+        self.padded = padded
+
+    @classmethod
+    def of(cls, response: service_pb2.ModelInferResponse) -> InferOutputs:
+        return cls(response.model_version, dict(zip([o.name for o in response.outputs], response.raw_output_contents)))
 
     def __getitem__(self, name: str) -> bytes:
         """KeyError for an output the response lacks (a model that broke its contract)."""
@@ -87,7 +96,13 @@ class InferStub:
         self, request: bytes, timeout_s: float, metadata: tuple[tuple[str, str], ...] | None
     ) -> InferOutputs:
         """Raises grpc.aio.AioRpcError as Triton (or the channel) fails it."""
-        return InferOutputs(await self._call(request, timeout=timeout_s, metadata=metadata))
+        return InferOutputs.of(await self._call(request, timeout=timeout_s, metadata=metadata))
+
+    async def infer_response(
+        self, request: bytes, timeout_s: float, metadata: tuple[tuple[str, str], ...] | None
+    ) -> service_pb2.ModelInferResponse:
+        """The parsed response, for a request of several rows (gateway/row_coalescing.py splits it)."""
+        return await self._call(request, timeout=timeout_s, metadata=metadata)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -7,7 +7,9 @@ or the highest loaded version; a version's build id is its config parameter ``bu
 else ``build_id``.
 
 Readiness and identity go through tritonclient; inference through the raw stub of
-gateway/triton_infer.py (the hot path).
+gateway/triton_infer.py (the hot path). A model whose config declares ``padded_rows`` has the
+calls of one loop iteration coalesced into one request of several rows
+(gateway/row_coalescing.py), up to its ``max_batch_size`` and the gateway's own limit.
 
 Triton's failures are translated here, once, into the gateway's domain errors: unreachable or
 not ready -> UNAVAILABLE, out of time -> DEADLINE_EXCEEDED, anything else -> INTERNAL.
@@ -26,9 +28,24 @@ import tritonclient.grpc.aio as triton_aio
 from tritonclient.utils import InferenceServerException
 
 from gateway.errors import BackendFailed, BackendUnavailable, DeadlineExceeded, RequestError
+from gateway.row_coalescing import RowCoalescer
 from gateway.triton_infer import InferOutputs, InferStub, Tensor, infer_request
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RowsPolicy:
+    """How calls share Triton requests (gateway/row_coalescing.py): at most ``max_rows`` rows per
+    request; while ``busy_requests`` requests are in flight, a new call waits up to
+    ``max_wait_s`` to join the next one."""
+
+    max_rows: int
+    busy_requests: int = 2
+    max_wait_s: float = 0.0
+
+
+NO_COALESCING = RowsPolicy(max_rows=1)
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class ModelState:
 # Config parameters of a versioned model (model_repo/recommender/config.pbtxt).
 SERVING_VERSION_PARAMETER = "serving_version"
 BUILD_ID_PARAMETER = "build_id"
+PADDED_ROWS_PARAMETER = "padded_rows"
 
 
 def version_build_id(parameters: dict, version: str) -> str:
@@ -64,6 +82,15 @@ def serving_version(versions: list[str], parameters: dict, override: str | None)
     return max(versions, key=_version_order, default="")
 
 
+def rows_per_request(config: dict, limit: int) -> int:
+    """How many rows one request may carry: 1 unless the config declares ``padded_rows``, then
+    its ``max_batch_size``, at most ``limit``."""
+    declared = config.get("parameters", {}).get(PADDED_ROWS_PARAMETER, {}).get("string_value", "")
+    if declared != "true":
+        return 1
+    return max(1, min(int(config.get("max_batch_size", 0)), limit))
+
+
 def _version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (-1, version)
 
@@ -77,8 +104,10 @@ class TritonModel:
         name: str,
         pool_name: str,
         device: str,
+        rows_policy: RowsPolicy = NO_COALESCING,
     ) -> None:
-        """``client``: tritonclient, for readiness and identity; ``stub``: the inference calls."""
+        """``client``: tritonclient, for readiness and identity; ``stub``: the inference calls;
+        ``rows_policy``: how calls share requests of several rows."""
         self.client = client
         self.stub = stub
         self.url = url
@@ -89,6 +118,9 @@ class TritonModel:
         # Every loaded version (ready or not) by number; ``state`` is the serving one's.
         self.versions: dict[str, ModelState] = {}
         self.serving_override: str | None = None
+        self._rows_policy = rows_policy
+        self.rows_per_request = 1  # what the model's config allows, read with its readiness
+        self._coalescers: dict[str, RowCoalescer] = {}
 
     def pin_serving(self, version: str | None) -> None:
         """The serving version the rollout state names (None: the config's); applied at once
@@ -122,6 +154,9 @@ class TritonModel:
         metadata = await self.client.get_model_metadata(self.name, as_json=True, client_timeout=timeout_s)
         config = await self.client.get_model_config(self.name, as_json=True, client_timeout=timeout_s)
         parameters = config["config"].get("parameters", {})
+        rows = rows_per_request(config["config"], self._rows_policy.max_rows)
+        if rows != self.rows_per_request:
+            self.rows_per_request, self._coalescers = rows, {}
         loaded = list(metadata.get("versions") or [])
         ready = await asyncio.gather(
             *(self.client.is_model_ready(self.name, version, client_timeout=timeout_s) for version in loaded)
@@ -164,11 +199,22 @@ class TritonModel:
         if timeout_s <= 0:
             raise DeadlineExceeded("the deadline expired before the model could be called")
         try:
+            if self.rows_per_request > 1:
+                return await self._coalescer(state.version).infer(tensors, timeout_s, metadata)
             return await self.stub.infer(infer_request(self.name, state.version, tensors), timeout_s, metadata)
         except grpc.aio.AioRpcError as exc:
             raise self._translate(exc.code(), exc.details() or "") from None
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"model {self.name!r} did not answer within {timeout_s:.3f}s") from None
+
+    def _coalescer(self, version: str) -> RowCoalescer:
+        coalescer = self._coalescers.get(version)
+        if coalescer is None:
+            coalescer = self._coalescers[version] = RowCoalescer(
+                self.stub, self.name, version, self.rows_per_request, self._rows_policy.max_wait_s,
+                self._rows_policy.busy_requests,
+            )  # fmt: skip
+        return coalescer
 
     def _translate(self, code: grpc.StatusCode, message: str) -> RequestError:
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:

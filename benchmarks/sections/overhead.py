@@ -14,13 +14,16 @@ one unknown excluded item id that the model ignores);
 - reject: an invalid request (k = 0), refused with INVALID_ARGUMENT after authentication,
   priced and recorded.
 
-Each row also gives the requests per second one core sustains at that cost (10⁶ ÷ CPU-µs).
+Each row also gives the requests per second one core sustains at that cost (10⁶ ÷ CPU-µs), and
+Triton's statistics give the calls each Triton request carried (the gateway coalesces the
+misses of one loop iteration into one request of several rows; the floor proxy cannot).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import triton_counters
 from benchmarks.results_table import RATIO, Section
 from benchmarks.runner import cpu_us_per_request
 from benchmarks.sections import Context
@@ -65,7 +68,10 @@ def run(ctx: Context) -> Section:
                 else:
                     spec["calls"] = mix
                 pids = ctx.stack.gateway_pids(variant)
+            before = triton_counters.snapshot(ctx.stack.triton.grpc_url, ctx.settings.recommender_model)
             result = ctx.runner.run(watch={"process": pids}, label=f"overhead {kind}", concurrency=concurrency, **spec)
+            after = triton_counters.snapshot(ctx.stack.triton.grpc_url, ctx.settings.recommender_model)
+            result["triton"] = triton_counters.delta(before, after)
             results[kind].append(result)
     floor_us = cpu_us_per_request(results[FLOOR], "process")
     ctx.shared["floor_cpu_us"] = floor_us
@@ -82,6 +88,12 @@ def run(ctx: Context) -> Section:
     for kind in (FLOOR, MISS, HIT, PLAIN_KIND, REJECT):
         per_core = [1e6 / us if us else float("nan") for us in cpu_us_per_request(results[kind], "process")]
         section.add_row(f"requests per second per core (10⁶ ÷ CPU-µs), {kind}", "rps", (kind, per_core))
+    for kind in (FLOOR, MISS, PLAIN_KIND):
+        section.add_row(
+            f"calls per Triton request (Triton's statistics: inferences / requests), {kind}, C={concurrency}",
+            "calls",
+            (kind, [run["triton"]["rows_per_request"] or float("nan") for run in results[kind]]),
+        )
     _check(section, results)
     section.notes.append(
         f"Floor proxy: benchmarks/floor_proxy.py, a grpc.aio proxy forwarding the bytes of each call to the same "

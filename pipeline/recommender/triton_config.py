@@ -1,10 +1,14 @@
 """Renders ``config.pbtxt`` of the recommender: the Triton contract the gateway relies on.
 
-Inputs (batch dimension implicit; a client sends shape [1, n]):
+Inputs (batch dimension implicit; a client sends shape [rows, n], one user per row):
   USER_ID [1] string, K [1] int32, EXCLUDE_ITEM_IDS [-1] string (optional, ragged across a batch),
   RECENT_ITEM_IDS [-1] string (optional, ragged: purchases the build does not know yet).
-Outputs (shape [1, k] per request):
+Outputs (shape [rows, width]):
   ITEM_IDS, ITEM_TITLES [-1] string, SCORES [-1] fp32, COMPUTE_NS [1] int64, PERSONALIZED [1] bool.
+The parameter ``padded_rows`` declares the several-rows contract of model.py: string inputs of
+a row shorter than the request's width are padded with empty strings (ignored), and rows with
+fewer items than the widest are padded at their end with empty ids and titles and 0.0 scores
+(the gateway coalesces concurrent calls into one request only for a model that declares it).
 Versions: ``version_policy`` lists the kept versions (serving, candidate, previous; see
 :mod:`pipeline.model_versions`); the parameters name the serving version (``serving_version``),
 its build_id (``build_id``, what a client that calls no particular version reads) and every
@@ -21,6 +25,7 @@ NUM_THREADS_PARAMETER = "num_threads"
 ARTIFACTS_DIR_PARAMETER = "artifacts_dir"
 INT8_KERNEL_PARAMETER = "cpu_int8_kernel"
 SERVING_VERSION_PARAMETER = "serving_version"
+PADDED_ROWS_PARAMETER = "padded_rows"
 
 _TEMPLATE = """\
 name: "{model_name}"
@@ -109,6 +114,10 @@ parameters [
   {{
     key: "{int8_kernel_key}"
     value {{ string_value: "{int8_kernel}" }}
+  }},
+  {{
+    key: "{padded_rows_key}"
+    value {{ string_value: "true" }}
   }}
 ]
 """
@@ -145,4 +154,5 @@ def render_config(config: RecommenderPipelineSettings, record: VersionRecord, ar
         artifacts_dir=artifacts_dir,
         int8_kernel_key=INT8_KERNEL_PARAMETER,
         int8_kernel=config.cpu_int8_kernel,
+        padded_rows_key=PADDED_ROWS_PARAMETER,
     )

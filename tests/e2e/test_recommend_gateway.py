@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -210,3 +211,56 @@ def test_the_trace_id_comes_back_on_answers_and_on_failures(gateway, buyers):
     error = recommend_error(gateway, user_id=buyers[0], k=0, feature="home_feed")
     failed = dict(error.trailing_metadata())
     assert "x-tollgate-cost" in failed and len(failed["x-tollgate-trace-id"]) == 32
+
+
+async def test_concurrent_misses_share_triton_requests_and_each_gets_its_own_answer_and_cost(
+    gateway_factory, triton_server, buyers, catalog
+):
+    """Misses of one loop iteration go to Triton as one request of several rows (padded_rows):
+    fewer requests than calls, every row answered as if alone, each call billed its own row's compute."""
+    import tritonclient.grpc.aio as triton_aio
+
+    coalescing = gateway_factory(cache_enabled=False)
+    alone = gateway_factory(cache_enabled=False, triton_max_rows_per_call=1)
+    item_ids = sorted(catalog)
+    calls = [
+        {"user_id": user, "k": 3 + n % 5, "exclude_item_ids": item_ids[n : n + n % 3]}
+        for n, user in enumerate(buyers[:20] + ["stranger-1", "stranger-2"])
+    ]
+
+    async def send_all(gateway) -> list:
+        metadata = gateway.metadata("shop-uk")
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = recommendation_pb2_grpc.RecommendationServiceStub(channel)
+            return await asyncio.gather(*(
+                stub.Recommend(
+                    recommendation_pb2.RecommendRequest(feature="home_feed", **call), timeout=DEADLINE_S, metadata=metadata
+                )
+                for call in calls
+            ))
+
+    def requests_and_rows(stats: dict) -> tuple[int, int]:
+        model = stats["model_stats"][0]
+        return int(model["inference_stats"]["success"].get("count", 0)), int(model.get("inference_count", 0))
+
+    async with triton_aio.InferenceServerClient(triton_server.grpc_url) as client:
+        before = requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
+        coalesced = await send_all(coalescing)
+        after = requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
+        separate = await send_all(alone)
+        last = requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
+
+    requests, rows = after[0] - before[0], after[1] - before[1]
+    assert rows == len(calls) and requests < len(calls)  # several rows per Triton request
+    assert (last[0] - after[0], last[1] - after[1]) == (len(calls), len(calls))  # one row per request when off
+    for call, response, reference in zip(calls, coalesced, separate):
+        assert [(i.item_id, i.title) for i in response.items] == [(i.item_id, i.title) for i in reference.items]
+        assert [i.score for i in response.items] == pytest.approx([i.score for i in reference.items])
+        assert len(response.items) == call["k"] and not set(call["exclude_item_ids"]) & {i.item_id for i in response.items}
+        assert response.personalized == reference.personalized
+        assert response.info.cost.compute_ns > 0 and not response.info.cache_hit
+    assert coalescing.stop() == 0
+    ledger = SqliteLedger(coalescing.ledger_path)
+    assert ledger.count() == len(calls)
+    billed = sum(row.compute_ns for row in ledger.summarize(["feature"]))
+    assert billed == sum(response.info.cost.compute_ns for response in coalesced)

@@ -180,6 +180,59 @@ async def test_concurrent_ragged_requests_are_batched_and_answered_individually(
     assert executions < inferences  # dynamic batching put several requests into one execute()
 
 
+def rows_inputs(rows: list[tuple[str, int, list[str]]]) -> list:
+    """One request of several rows, EXCLUDE_ITEM_IDS padded with empty strings (padded_rows)."""
+    width = max(len(exclude) for _, _, exclude in rows)
+    users = np.array([[user.encode()] for user, _, _ in rows], dtype=object)
+    ks = np.array([[k] for _, k, _ in rows], dtype=np.int32)
+    tensors = [grpcclient.InferInput("USER_ID", list(users.shape), "BYTES"), grpcclient.InferInput("K", list(ks.shape), "INT32")]
+    tensors[0].set_data_from_numpy(users)
+    tensors[1].set_data_from_numpy(ks)
+    if width:
+        exclude = np.array([[i.encode() for i in ex] + [b""] * (width - len(ex)) for _, _, ex in rows], dtype=object)
+        tensors.append(grpcclient.InferInput("EXCLUDE_ITEM_IDS", list(exclude.shape), "BYTES"))
+        tensors[2].set_data_from_numpy(exclude)
+    return tensors
+
+
+def test_the_config_declares_the_several_rows_contract(client) -> None:
+    config = client.get_model_config(MODEL, as_json=True)["config"]
+    assert config["parameters"]["padded_rows"]["string_value"] == "true"
+    assert int(config["max_batch_size"]) > 1
+
+
+def test_each_row_of_a_request_is_answered_as_if_it_came_alone(client, buyers, bought_by, catalog) -> None:
+    item_ids = sorted(catalog)
+    rows = [
+        (buyers[0], 3, []),
+        (buyers[1], 7, item_ids[:4]),
+        ("stranger-1", 5, item_ids[10:11]),
+        (buyers[2], 10, []),
+        (buyers[3], 1, item_ids[20:22] + ["not-an-item"]),
+    ]
+    result = client.infer(MODEL, rows_inputs(rows))
+    ids, titles, scores = (result.as_numpy(name) for name in ("ITEM_IDS", "ITEM_TITLES", "SCORES"))
+    compute_ns, personalized = result.as_numpy("COMPUTE_NS"), result.as_numpy("PERSONALIZED")
+    assert ids.shape == titles.shape == scores.shape == (len(rows), 10)  # the widest row's k
+    assert compute_ns.shape == personalized.shape == (len(rows), 1)
+    for row, (user, k, exclude) in enumerate(rows):
+        alone = recommend(client, user, k, exclude)
+        assert [i.decode() for i in ids[row, :k]] == alone.item_ids
+        assert [t.decode() for t in titles[row, :k]] == alone.titles
+        assert scores[row, :k].tolist() == pytest.approx(alone.scores)
+        assert ids[row, k:].tolist() == titles[row, k:].tolist() == [b""] * (10 - k)  # padding at the end
+        assert scores[row, k:].tolist() == [0.0] * (10 - k)
+        assert bool(personalized[row, 0]) == (user in bought_by)
+    assert (compute_ns > 0).all()
+    assert len(set(compute_ns.reshape(-1).tolist())) == 1  # the batch's compute shared equally by its rows
+
+
+def test_a_malformed_row_fails_its_whole_request(client, buyers) -> None:
+    with pytest.raises(InferenceServerException, match="K must be a positive integer"):
+        client.infer(MODEL, rows_inputs([(buyers[0], 3, []), (buyers[1], 0, [])]))
+    assert len(recommend(client, buyers[1], k=2).item_ids) == 2
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of a process group, from /proc."""
     members = []

@@ -161,7 +161,7 @@ def outputs(ids, titles=None, scores=None, encoder_ns=100, index_ns=20, version=
     for name, content in raw.items():
         response.outputs.add(name=name)
         response.raw_output_contents.append(content)
-    return InferOutputs(response)
+    return InferOutputs.of(response)
 
 
 PLACEMENT = Placement("cpu-local", "cpu", "private", "primary", 1)

@@ -32,7 +32,7 @@ def _outputs(ids, encoder_ns, index_ns, version="3") -> InferOutputs:
     for name, content in raw.items():
         response.outputs.add(name=name)
         response.raw_output_contents.append(content)
-    return InferOutputs(response)
+    return InferOutputs.of(response)
 
 
 class Ensemble:
@@ -45,7 +45,7 @@ class Ensemble:
         self.state = ModelState(True, "ready", "1", "b1")
 
     async def infer(self, tensors, timeout_s, metadata=None, version=None):
-        self.tensors = [raw for _, raw in tensors]  # QUERY, K
+        self.tensors = [raw for *_, raw in tensors]  # QUERY, K
         return self.outputs, PLACEMENT
 
     def record_compute(self, placement, compute_ns):

@@ -20,9 +20,15 @@ The artifacts name the model's shape (``scorer_kind``, see recommender_scoring.p
 (``time.process_time_ns``: vCPU-nanoseconds used by all threads of this stub process); on a GPU
 instance wall time, with ``torch.cuda.synchronize`` at both ends.
 
-COMPUTE_NS of a request = the batch's measured compute divided equally among the requests of
-the batch that get an answer (a request rejected as malformed gets its own error and no share),
-at least 1. The clock covers all of ``execute()``: parsing, scoring, exclusion, top-k and
+Rows: a request may carry several rows (its batch dimension, up to ``max_batch_size``), one
+user each: the gateway sends the cache misses of one event-loop iteration as one request. A
+ragged input (EXCLUDE_ITEM_IDS, RECENT_ITEM_IDS) is then padded with empty strings, which are
+ignored like unknown ids; the outputs are [rows, width], a row with fewer items than the widest
+one padded at its end with empty ITEM_IDS and ITEM_TITLES and 0.0 SCORES. A single-row request
+is answered [1, k], unpadded. A malformed row fails its whole request.
+
+COMPUTE_NS of a row = the batch's measured compute divided equally among the rows of the batch
+that get an answer (a request rejected as malformed gets its own error and no share), at least 1. The clock covers all of ``execute()``: parsing, scoring, exclusion, top-k and
 building every response object. Each response is built around a one-element COMPUTE_NS array
 that is filled in place as the very last step, once the clock has stopped (the Python backend
 copies output tensors into shared memory only after ``execute()`` returns). Triton's own
@@ -125,7 +131,7 @@ class TritonPythonModel:
     def execute(self, requests: list) -> list:
         started = self._clock_ns()
         responses: list = [None] * len(requests)
-        parsed: list[tuple[int, ParsedRequest]] = []
+        parsed: list[tuple[int, list[ParsedRequest]]] = []
         for position, request in enumerate(requests):
             try:
                 parsed.append((position, self._parse(request)))
@@ -138,21 +144,24 @@ class TritonPythonModel:
                 )
         if not parsed:
             return responses
+        rows = [row for _, request_rows in parsed for row in request_rows]
         try:
-            recommendations = self._recommend([request for _, request in parsed])
+            recommendations = self._recommend(rows)
         except Exception as error:  # noqa: BLE001 - answer the batch, keep the instance alive
-            pb_utils.Logger.log_error(f"recommender batch of {len(parsed)} failed: {error!r}")
+            pb_utils.Logger.log_error(f"recommender batch of {len(rows)} rows failed: {error!r}")
             for position, _ in parsed:
                 responses[position] = pb_utils.InferenceResponse(
                     error=pb_utils.TritonError(f"recommender failed: {error}")
                 )
             return responses
-        compute_ns = [np.zeros((1, 1), dtype=np.int64) for _ in parsed]
-        for (position, _), recommendation, slot in zip(parsed, recommendations, compute_ns):
-            responses[position] = self._response(recommendation, slot)
-        share_ns = max(1, (self._clock_ns() - started) // len(parsed))
+        compute_ns = [np.zeros((len(request_rows), 1), dtype=np.int64) for _, request_rows in parsed]
+        first = 0
+        for (position, request_rows), slot in zip(parsed, compute_ns):
+            responses[position] = self._response(recommendations[first : first + len(request_rows)], slot)
+            first += len(request_rows)
+        share_ns = max(1, (self._clock_ns() - started) // len(rows))
         for slot in compute_ns:
-            slot[0, 0] = share_ns
+            slot[:, 0] = share_ns
         return responses
 
     def finalize(self) -> None:
@@ -164,27 +173,44 @@ class TritonPythonModel:
         torch.cuda.synchronize(self.device)
         return time.perf_counter_ns()
 
-    def _parse(self, request) -> ParsedRequest:
-        user = _single_value(_required(request, "USER_ID"), "USER_ID")
-        if not isinstance(user, bytes) or not user:
-            raise RequestError("USER_ID must be a non-empty string")
-        k_value = _single_value(_required(request, "K"), "K")
-        if not isinstance(k_value, np.integer) or k_value < 1:
-            raise RequestError(f"K must be a positive integer, got {k_value!r}")
-        return ParsedRequest(
-            user_row=self.user_rows.get(user, -1),
-            k=int(k_value),
-            exclude=self._known_items(request, "EXCLUDE_ITEM_IDS"),
-            recent=self._known_items(request, "RECENT_ITEM_IDS"),
-        )
+    def _parse(self, request) -> list[ParsedRequest]:
+        """The request's rows (one per entry of its batch dimension)."""
+        users = _one_per_row(_required(request, "USER_ID"), "USER_ID")
+        ks = _one_per_row(_required(request, "K"), "K")
+        if len(ks) != len(users):
+            raise RequestError(f"K has {len(ks)} rows but USER_ID has {len(users)}")
+        excluded = self._known_items(request, "EXCLUDE_ITEM_IDS", len(users))
+        recent = self._known_items(request, "RECENT_ITEM_IDS", len(users))
+        rows = []
+        for user, k_value, row_excluded, row_recent in zip(users, ks, excluded, recent):
+            if not isinstance(user, bytes) or not user:
+                raise RequestError("USER_ID must be a non-empty string")
+            if not isinstance(k_value, np.integer) or k_value < 1:
+                raise RequestError(f"K must be a positive integer, got {k_value!r}")
+            rows.append(
+                ParsedRequest(
+                    user_row=self.user_rows.get(user, -1), k=int(k_value), exclude=row_excluded, recent=row_recent
+                )
+            )
+        return rows
 
-    def _known_items(self, request, name: str) -> np.ndarray:
-        """Catalogue indices of an optional list of item ids, unknown ids dropped, first occurrences kept."""
+    def _known_items(self, request, name: str, rows: int) -> list[np.ndarray]:
+        """Per row, the catalogue indices of an optional list of item ids: unknown ids and the
+        empty strings that pad a row dropped, first occurrences kept."""
         tensor = pb_utils.get_input_tensor_by_name(request, name)
         if tensor is None:
-            return np.empty(0, dtype=np.int64)
-        known = (self.item_index.get(item) for item in dict.fromkeys(tensor.as_numpy().reshape(-1).tolist()))
-        return np.array([index for index in known if index is not None], dtype=np.int64)
+            return [np.empty(0, dtype=np.int64)] * rows
+        values = tensor.as_numpy()
+        if values.ndim < 2:
+            values = values.reshape(1, -1)
+        if values.shape[0] != rows:
+            raise RequestError(f"{name} has {values.shape[0]} rows but USER_ID has {rows}")
+        index = self.item_index
+        per_row = []
+        for row in values.reshape(rows, -1).tolist():
+            known = (index.get(item) for item in dict.fromkeys(row))
+            per_row.append(np.array([position for position in known if position is not None], dtype=np.int64))
+        return per_row
 
     def _recommend(self, batch: list[ParsedRequest]) -> list[Recommendation]:
         personal = [
@@ -222,15 +248,30 @@ class TritonPythonModel:
         return self.seen_indices[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
 
     @staticmethod
-    def _response(recommendation: Recommendation, compute_ns: np.ndarray):
-        """``compute_ns``: the [1, 1] int64 array execute() fills in once its clock has stopped."""
+    def _response(recommendations: list[Recommendation], compute_ns: np.ndarray):
+        """One response for a request's rows, [rows, width], shorter rows padded at their end;
+        ``compute_ns``: the [rows, 1] int64 array execute() fills in once its clock has stopped."""
+        if len(recommendations) == 1:
+            (only,) = recommendations
+            item_ids, titles, scores = only.item_ids.reshape(1, -1), only.titles.reshape(1, -1), only.scores.reshape(1, -1)
+        else:
+            width = max(len(recommendation.item_ids) for recommendation in recommendations)
+            item_ids = np.full((len(recommendations), width), b"", dtype=object)
+            titles = np.full((len(recommendations), width), b"", dtype=object)
+            scores = np.zeros((len(recommendations), width), dtype=np.float32)
+            for row, recommendation in enumerate(recommendations):
+                count = len(recommendation.item_ids)
+                item_ids[row, :count] = recommendation.item_ids
+                titles[row, :count] = recommendation.titles
+                scores[row, :count] = recommendation.scores
+        personalized = np.array([[recommendation.personalized] for recommendation in recommendations], dtype=bool)
         return pb_utils.InferenceResponse(
             output_tensors=[
-                pb_utils.Tensor("ITEM_IDS", recommendation.item_ids.reshape(1, -1)),
-                pb_utils.Tensor("ITEM_TITLES", recommendation.titles.reshape(1, -1)),
-                pb_utils.Tensor("SCORES", recommendation.scores.reshape(1, -1)),
+                pb_utils.Tensor("ITEM_IDS", item_ids),
+                pb_utils.Tensor("ITEM_TITLES", titles),
+                pb_utils.Tensor("SCORES", scores),
                 pb_utils.Tensor("COMPUTE_NS", compute_ns),
-                pb_utils.Tensor("PERSONALIZED", np.array([[recommendation.personalized]], dtype=bool)),
+                pb_utils.Tensor("PERSONALIZED", personalized),
             ]
         )
 
@@ -242,7 +283,12 @@ def _required(request, name: str) -> np.ndarray:
     return tensor.as_numpy()
 
 
-def _single_value(values: np.ndarray, name: str):
+def _one_per_row(values: np.ndarray, name: str) -> list:
+    """The one value of each row: [rows, 1] (or a single value of any shape: one row)."""
+    if values.ndim >= 2 and values.shape[0] > 1:
+        if values.size != values.shape[0]:
+            raise RequestError(f"{name} must hold exactly one value per row, got shape {list(values.shape)}")
+        return list(values.reshape(-1))
     if values.size != 1:
         raise RequestError(f"{name} must hold exactly one value, got shape {list(values.shape)}")
-    return values.reshape(-1)[0]
+    return [values.reshape(-1)[0]]
