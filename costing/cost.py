@@ -19,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from costing.money import NS_PER_HOUR, NS_PER_SECOND, exact, from_pico, to_pico
+from costing.money import NS_PER_HOUR, NS_PER_SECOND, exact, from_pico, pico_of
 from costing.price_book import PriceBook
 
 __all__ = ["NS_PER_HOUR", "NS_PER_SECOND", "RequestCost", "Usage", "price_request"]
 
 OPS_PER_MILLION = 1_000_000
 BYTES_PER_GB = 1_000_000_000  # egress is priced per decimal GB
+_ZERO = Fraction(0)
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,19 @@ class RequestCost:
     avoided = property(lambda self: from_pico(self.avoided_pico))
 
 
-def price_request(usage: Usage, book: PriceBook, *, avoided_overhead_ratio: Fraction = Fraction(0)) -> RequestCost:
+def price_request(usage: Usage, book: PriceBook, *, avoided_overhead_ratio: Fraction = _ZERO) -> RequestCost:
     """Price ``usage`` with ``book``; raises UnknownPoolError for a pool the book does not list
     and KeyError for an unknown egress path. ``avoided_overhead_ratio``: overhead / direct of the
     avoided pool and model in the last booked window (a cache hit also saves that share)."""
     compute = _device_pico(usage.model_compute_ns, usage.pool, book)
-    gateway = to_pico(usage.gateway_cpu_ns * exact(book.gateway.usd_per_vcpu_hour) / NS_PER_HOUR)
-    cache = to_pico(usage.cache_ops * exact(book.cache.usd_per_million_ops) / OPS_PER_MILLION)
+    gateway = pico_of(usage.gateway_cpu_ns, exact(book.gateway.usd_per_vcpu_hour), NS_PER_HOUR)
+    cache = pico_of(usage.cache_ops, exact(book.cache.usd_per_million_ops), OPS_PER_MILLION)
     path = usage.egress_path or book.egress.default_path
-    egress = to_pico(usage.response_bytes * exact(book.egress.path(path).usd_per_gb) / BYTES_PER_GB)
-    avoided_compute = usage.avoided_compute_ns * _per_ns(usage.avoided_pool, book)
-    avoided = to_pico(avoided_compute * (1 + avoided_overhead_ratio))
+    egress = pico_of(usage.response_bytes, exact(book.egress.path(path).usd_per_gb), BYTES_PER_GB)
+    avoided_rate = _per_hour(usage.avoided_pool, book)
+    if avoided_overhead_ratio:
+        avoided_rate *= 1 + avoided_overhead_ratio
+    avoided = pico_of(usage.avoided_compute_ns, avoided_rate, NS_PER_HOUR)
     provisioned = bool(usage.avoided_pool) and book.pool(usage.avoided_pool).provisioned_units > 0
     return RequestCost(
         currency=book.currency,
@@ -106,12 +109,12 @@ def price_request(usage: Usage, book: PriceBook, *, avoided_overhead_ratio: Frac
     )
 
 
-def _per_ns(pool: str, book: PriceBook) -> Fraction:
+def _per_hour(pool: str, book: PriceBook) -> Fraction:
     if not pool:
-        return Fraction(0)
-    return exact(book.pool(pool).usd_per_unit_hour) / NS_PER_HOUR
+        return _ZERO
+    return exact(book.pool(pool).usd_per_unit_hour)
 
 
 def _device_pico(device_ns: int, pool: str, book: PriceBook) -> int:
     # Looked up even for 0 ns, so that a misnamed pool fails loudly on the first request.
-    return to_pico(device_ns * _per_ns(pool, book))
+    return pico_of(device_ns, _per_hour(pool, book), NS_PER_HOUR)

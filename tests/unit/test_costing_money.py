@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from costing.money import (
+    pico_of,
     PICO_PER_UNIT,
     allocate,
     decimal_text,
@@ -163,3 +164,48 @@ def test_calendar_months_are_utc_months_whatever_the_local_time_zone(far_east_lo
     """Nov 30 12:00 UTC is already Dec 1 in Kiribati: it is still November's."""
     first, following = month_bounds(dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC))
     assert (first, following) == (dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+
+
+@pytest.mark.parametrize(
+    ("rate", "per"),
+    [(Fraction(44625, 1_000_000), 3_600_000_000_000), (Fraction(2, 10), 1_000_000), (Fraction(9, 100), 10**9), (Fraction(1), 1)],
+)
+def test_pico_of_is_to_pico_in_integer_arithmetic(rate, per) -> None:
+    quantities = [0, 1, 2, 3, 7, 999, 80_000, 250_000, 10**9, 3_600_000_000_000, 123_456_789_123]
+    for quantity in quantities:
+        assert pico_of(quantity, rate, per) == to_pico(quantity * rate / per), (quantity, rate, per)
+
+
+def test_pico_of_rounds_exact_halves_up_and_just_below_them_down() -> None:
+    # 1 unit x 1/2 pico: exactly half a pico-unit -> 1; 3/2 -> 2; just below a half -> 0.
+    half_pico = Fraction(1, 2 * PICO_PER_UNIT)
+    assert pico_of(1, half_pico) == 1
+    assert pico_of(3, half_pico) == 2
+    assert pico_of(1, half_pico, 2) == 0  # a quarter
+    assert pico_of(5, Fraction(1, 10 * PICO_PER_UNIT)) == 1  # 0.5
+    assert pico_of(4, Fraction(1, 10 * PICO_PER_UNIT)) == 0  # 0.4
+    assert pico_of(6, Fraction(1, 10 * PICO_PER_UNIT)) == 1  # 0.6
+    assert pico_of(15, Fraction(1, 10 * PICO_PER_UNIT)) == 2  # 1.5
+
+
+def test_pico_of_takes_a_quantity_that_is_not_an_int_exactly() -> None:
+    assert pico_of(Fraction(1, 4), Fraction(2), 1) == to_pico(Fraction(1, 2))
+    assert pico_of(0.5, Fraction(1, PICO_PER_UNIT), 1) == 1  # 0.5 pico rounds half up
+
+
+def test_exact_keeps_a_fraction_and_reads_floats_as_written() -> None:
+    rate = Fraction(3, 7)
+    assert exact(rate) is rate
+    assert exact(0.044625) == Fraction(44625, 1_000_000)
+    assert exact(0.044625) == exact(0.044625)  # cached, still equal
+    with pytest.raises(ValueError, match="finite"):
+        exact(float("inf"))
+
+
+@given(
+    st.integers(min_value=0, max_value=10**15),
+    st.fractions(min_value=0, max_value=1000, max_denominator=10**9),
+    st.integers(min_value=1, max_value=10**13),
+)
+def test_pico_of_agrees_with_to_pico_everywhere(quantity: int, rate: Fraction, per: int) -> None:
+    assert pico_of(quantity, rate, per) == to_pico(quantity * rate / per)
