@@ -383,7 +383,9 @@ def top_k_excluding(
     """Per row r: the ``ks[r]`` best items not excluded, as (item indices int64, scores float32), best first.
 
     Excluded cells are set to -inf in place (pass a scores tensor you own); a row with fewer
-    than ``ks[r]`` candidates left returns all of them.
+    than ``ks[r]`` candidates left returns all of them. Equal scores rank by item index, at the
+    cut too, so a row's answer does not depend on the batch it was scored in (``torch.topk``
+    orders ties by how the batch was laid out).
     """
     n_items = scores.shape[1]
     if exclude_rows.numel():
@@ -393,12 +395,31 @@ def top_k_excluding(
     if k_max == 0:
         return [(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)) for _ in ks]
     best_scores, best_items = torch.topk(scores, k_max, dim=1, largest=True, sorted=True)
+    # Rows where topk had to choose among items tied at its cut: which ones it kept is arbitrary.
+    cut = best_scores[:, -1:]
+    undecided = ((scores == cut).sum(dim=1) != (best_scores == cut).sum(dim=1)).nonzero().flatten().tolist()
     best_scores = best_scores.float().cpu().numpy()
     best_items = best_items.cpu().numpy()
+    for row in undecided:
+        best_items[row], best_scores[row] = _best_by_score_then_index(scores[row], best_scores[row, -1], k_max)
     # Excluded cells are -inf, so they sort last: the finite entries of a row are a prefix.
     available = np.isfinite(best_scores).sum(axis=1)
     results = []
     for row, k in enumerate(ks):
         n = min(k, int(available[row]))
-        results.append((best_items[row, :n], best_scores[row, :n]))
+        items, row_scores = best_items[row, :n], best_scores[row, :n]
+        if n > 1 and (row_scores[1:] == row_scores[:-1]).any():
+            order = np.lexsort((items, -row_scores))
+            items, row_scores = items[order], row_scores[order]
+        results.append((items, row_scores))
     return results
+
+
+def _best_by_score_then_index(row_scores: torch.Tensor, cut: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best items of one row, equal scores by item index: every item scored at least
+    ``cut`` (the k-th best score), ordered."""
+    candidates = torch.nonzero(row_scores >= cut).flatten()
+    values = row_scores[candidates].float().cpu().numpy()
+    items = candidates.cpu().numpy().astype(np.int64)
+    order = np.lexsort((items, -values))[:k]
+    return items[order], values[order]
