@@ -56,9 +56,10 @@ def _exact_float(amount: float) -> Fraction:
 def pico_of(quantity: int, rate: Fraction, per: int = 1) -> int:
     """``quantity`` x ``rate`` / ``per`` currency units as pico-units, rounded half up: exactly
     ``to_pico(quantity * rate / per)``, in integer arithmetic (a request is priced with four of
-    these; Fraction arithmetic cost ~10 µs each)."""
+    these; Fraction arithmetic cost ~10 µs each). Quantities are counts (ns, bytes, operations):
+    TypeError for anything but an int."""
     if type(quantity) is not int:
-        return to_pico(exact(quantity) * rate / per)
+        raise TypeError(f"a priced quantity is counted in integers, got {quantity!r}")
     numerator = quantity * rate.numerator * PICO_PER_UNIT
     denominator = rate.denominator * per
     return (2 * numerator + denominator) // (2 * denominator)

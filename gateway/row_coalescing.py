@@ -83,7 +83,7 @@ class RowCoalescer:
         if len(pending) >= self._max_rows:
             self._flush()
         elif self._scheduled is None:
-            if self._hold_s > 0 and self._in_flight >= self._hold_after:
+            if self._in_flight >= self._hold_after:
                 self._scheduled = loop.call_later(self._hold_s, self._flush)
             else:
                 self._scheduled = loop.call_soon(self._flush)

@@ -188,9 +188,10 @@ def test_pico_of_rounds_exact_halves_up_and_just_below_them_down() -> None:
     assert pico_of(15, Fraction(1, 10 * PICO_PER_UNIT)) == 2  # 1.5
 
 
-def test_pico_of_takes_a_quantity_that_is_not_an_int_exactly() -> None:
-    assert pico_of(Fraction(1, 4), Fraction(2), 1) == to_pico(Fraction(1, 2))
-    assert pico_of(0.5, Fraction(1, PICO_PER_UNIT), 1) == 1  # 0.5 pico rounds half up
+@pytest.mark.parametrize("quantity", [0.5, Fraction(1, 4), Decimal("2"), True])
+def test_pico_of_counts_quantities_in_integers_only(quantity) -> None:
+    with pytest.raises(TypeError, match="integers"):
+        pico_of(quantity, Fraction(2), 4)
 
 
 def test_exact_keeps_a_fraction_and_reads_floats_as_written() -> None:

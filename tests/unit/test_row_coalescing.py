@@ -117,6 +117,8 @@ async def test_a_lone_call_is_a_request_of_one_row() -> None:
     outputs = await RowCoalescer(stub, "recommender", "1", max_rows=32).infer(row("a", 2, ("x",)), 1.0, TRACE)
     assert stub.rows_sent() == [1]
     assert not outputs.padded and items(outputs) == [b"a-0", b"a-1"]
+    _, timeout_s, metadata = stub.requests[0]
+    assert 0.9 < timeout_s <= 1.0 and metadata == TRACE
     assert stub.requests[0][0].SerializeToString() == parsed(infer_request("recommender", "1", row("a", 2, ("x",)))).SerializeToString()
 
 
@@ -218,17 +220,25 @@ def test_split_cuts_each_output_into_its_rows_and_rejects_what_does_not_add_up()
     assert read_bytes_tensor(first["ITEM_IDS"]) == [b"a-0", b"", b""]
     assert items(first) == [b"a-0"] and items(second) == [b"b-0", b"b-1", b"b-2"]
     assert without_padding(first["ITEM_IDS"], first["ITEM_IDS"], first["SCORES"])[2] == struct.pack("<f", 1.0)
-    assert (first.int64("COMPUTE_NS"), second.int64("COMPUTE_NS")) == (100, 101)
+    assert (first["COMPUTE_NS"], second["COMPUTE_NS"]) == (struct.pack("<q", 100), struct.pack("<q", 101))
+    assert second["SCORES"] == struct.pack("<3f", 1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="shape"):
         split_rows(response, 3)
     truncated = answer_rows(request)
-    truncated.raw_output_contents[0] = truncated.raw_output_contents[0][:-2]
-    with pytest.raises(ValueError, match="truncated"):
+    truncated.raw_output_contents[0] = truncated.raw_output_contents[0][:-2]  # inside the last string
+    with pytest.raises(ValueError, match="^a BYTES output is truncated$"):
+        split_rows(truncated, 2)
+    truncated.raw_output_contents[0] = truncated.raw_output_contents[0][:2]  # inside a length
+    with pytest.raises(ValueError, match="^a BYTES output is truncated$"):
         split_rows(truncated, 2)
     longer = answer_rows(request)
     longer.raw_output_contents[0] += bytes_tensor([b"extra"])
-    with pytest.raises(ValueError, match="longer"):
+    with pytest.raises(ValueError, match="^a BYTES output is longer than its shape$"):
         split_rows(longer, 2)
+    unmatched = answer_rows(request)
+    unmatched.outputs.add(name="PERSONALIZED", datatype="BOOL", shape=[2, 1])  # and no raw contents for it
+    with pytest.raises(ValueError):
+        split_rows(unmatched, 2)
     odd = answer_rows(request)
     odd.raw_output_contents[2] += b"\0"
     with pytest.raises(ValueError, match="COMPUTE_NS"):
@@ -272,7 +282,33 @@ async def test_the_wait_is_bounded_and_below_the_busy_count_nothing_waits() -> N
     await asyncio.sleep(0.01)
     assert stub.rows_sent() == [1, 1]  # one request in flight is below the busy count: no wait
     calls.append(asyncio.ensure_future(coalescer.infer(row("c", 1), 2.0, None)))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.01)
+    assert stub.rows_sent() == [1, 1]  # two in flight: "c" waits
+    await asyncio.sleep(0.09)
     assert stub.rows_sent() == [1, 1, 1]  # waited 0.05 s, not for a request to return
     await asyncio.gather(*calls)
     assert loop.time() - started < 0.6
+
+
+async def test_by_default_no_call_waits_and_a_returned_request_no_longer_counts_as_busy() -> None:
+    stub = FakeStub(delay_s=0.05)
+    default = RowCoalescer(stub, "recommender", "1", max_rows=32)
+    first = asyncio.ensure_future(default.infer(row("a", 1), 2.0, None))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(default.infer(row("b", 1), 2.0, None))
+    await asyncio.sleep(0.01)
+    assert stub.rows_sent() == [1, 1]  # no wait by default, whatever is in flight
+    await asyncio.gather(first, second)
+
+    stub = FakeStub(delay_s=0.05)
+    holding = RowCoalescer(stub, "recommender", "1", max_rows=32, hold_s=1.0)  # waits behind one request
+    await holding.infer(row("a", 1), 2.0, None)
+    await asyncio.sleep(0.01)  # returned and done with: nothing in flight any more
+    alone = asyncio.ensure_future(holding.infer(row("b", 1), 2.0, None))
+    await asyncio.sleep(0.01)
+    assert stub.rows_sent() == [1, 1]  # went at once
+    behind = asyncio.ensure_future(holding.infer(row("c", 1), 2.0, None))
+    await asyncio.sleep(0.01)
+    assert stub.rows_sent() == [1, 1]  # "b" is in flight: "c" waits for it
+    await asyncio.gather(alone, behind)
+    assert stub.rows_sent() == [1, 1, 1]
