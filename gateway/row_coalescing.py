@@ -5,10 +5,10 @@ work, and each request costs Triton its own scheduling and its Python backend's 
 one request carrying N rows (its batch dimension) costs about what one call costs, and Triton's
 model runs the rows as one batch (benchmarks/README.md has the figures). When will rows meet?
 The gateway spends most of a millisecond of CPU on each call, so calls rarely reach the model in
-the same loop iteration; what makes them meet is Nagle's rule. While fewer than ``hold_after``
+the same loop iteration; what makes them meet is Nagle's rule. While fewer than ``busy_requests``
 requests are in flight a call goes out as soon as the loop has run what was already ready (a
 lone call waits for nothing); from then on the model is busy, a new call would queue in Triton
-anyway, and it waits in the gateway instead, at most ``hold_s``, for a request to return: the
+anyway, and it waits in the gateway instead, at most ``max_wait_s``, for a request to return: the
 calls that gathered meanwhile go together.
 
 Only a model whose config declares ``padded_rows`` (model_repo/recommender/1/model.py) is
@@ -55,19 +55,25 @@ _UINT32 = struct.Struct("<I")
 class RowCoalescer:
     """Calls of one version of one model on one endpoint, at most ``max_rows`` per request.
 
-    While ``hold_after`` of its requests are already in flight, a new call waits up to ``hold_s``
-    for others to share its request (Nagle's rule: the model is busy with those, so the wait
-    costs little); the rows held go as soon as a request in flight returns."""
+    While ``busy_requests`` of its requests are already in flight, a new call waits up to
+    ``max_wait_s`` for others to share its request (Nagle's rule: the model is busy with those,
+    so the wait costs little); the rows held go as soon as a request in flight returns."""
 
     def __init__(
-        self, stub: InferStub, model: str, version: str, max_rows: int, hold_s: float = 0.0, hold_after: int = 1
+        self,
+        stub: InferStub,
+        model: str,
+        version: str,
+        max_rows: int,
+        max_wait_s: float = 0.0,
+        busy_requests: int = 1,
     ) -> None:
         self._stub = stub
         self._model = model
         self._version = version
         self._max_rows = max_rows
-        self._hold_s = hold_s
-        self._hold_after = hold_after
+        self._max_wait_s = max_wait_s
+        self._busy_requests = busy_requests
         self._pending: list[Pending] = []
         self._scheduled: asyncio.Handle | None = None
         self._in_flight = 0  # requests sent and not answered yet
@@ -83,8 +89,8 @@ class RowCoalescer:
         if len(pending) >= self._max_rows:
             self._flush()
         elif self._scheduled is None:
-            if self._in_flight >= self._hold_after:
-                self._scheduled = loop.call_later(self._hold_s, self._flush)
+            if self._in_flight >= self._busy_requests:
+                self._scheduled = loop.call_later(self._max_wait_s, self._flush)
             else:
                 self._scheduled = loop.call_soon(self._flush)
         timer = loop.call_later(timeout_s, _expire, future)

@@ -7,9 +7,9 @@ or the highest loaded version; a version's build id is its config parameter ``bu
 else ``build_id``.
 
 Readiness and identity go through tritonclient; inference through the raw stub of
-gateway/triton_infer.py (the hot path). A model whose config declares ``padded_rows`` has the
-calls of one loop iteration coalesced into one request of several rows
-(gateway/row_coalescing.py), up to its ``max_batch_size`` and the gateway's own limit.
+gateway/triton_infer.py (the hot path). A model whose config declares ``padded_rows`` has its
+concurrent calls coalesced into requests of several rows (gateway/row_coalescing.py), up to its
+``max_batch_size`` and the gateway's own limit.
 
 Triton's failures are translated here, once, into the gateway's domain errors: unreachable or
 not ready -> UNAVAILABLE, out of time -> DEADLINE_EXCEEDED, anything else -> INTERNAL.
@@ -210,10 +210,10 @@ class TritonModel:
     def _coalescer(self, version: str) -> RowCoalescer:
         coalescer = self._coalescers.get(version)
         if coalescer is None:
+            policy = self._rows_policy
             coalescer = self._coalescers[version] = RowCoalescer(
-                self.stub, self.name, version, self.rows_per_request, self._rows_policy.max_wait_s,
-                self._rows_policy.busy_requests,
-            )  # fmt: skip
+                self.stub, self.name, version, self.rows_per_request, policy.max_wait_s, policy.busy_requests
+            )
         return coalescer
 
     def _translate(self, code: grpc.StatusCode, message: str) -> RequestError:

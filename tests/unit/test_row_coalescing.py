@@ -257,7 +257,7 @@ def test_rows_per_request_needs_the_models_declaration_and_respects_both_limits(
 
 async def test_while_the_model_is_busy_new_calls_wait_for_a_request_to_return_and_go_together() -> None:
     stub = FakeStub(delay_s=0.05)
-    coalescer = RowCoalescer(stub, "recommender", "1", max_rows=32, hold_s=1.0, hold_after=1)
+    coalescer = RowCoalescer(stub, "recommender", "1", max_rows=32, max_wait_s=1.0, busy_requests=1)
     first = asyncio.ensure_future(coalescer.infer(row("a", 1), 2.0, None))
     await asyncio.sleep(0.01)  # "a" is in flight
     later = [asyncio.ensure_future(coalescer.infer(row(u, 1), 2.0, None)) for u in "bcd"]
@@ -273,7 +273,7 @@ async def test_while_the_model_is_busy_new_calls_wait_for_a_request_to_return_an
 
 async def test_the_wait_is_bounded_and_below_the_busy_count_nothing_waits() -> None:
     stub = FakeStub(delay_s=0.3)
-    coalescer = RowCoalescer(stub, "recommender", "1", max_rows=32, hold_s=0.05, hold_after=2)
+    coalescer = RowCoalescer(stub, "recommender", "1", max_rows=32, max_wait_s=0.05, busy_requests=2)
     loop = asyncio.get_running_loop()
     started = loop.time()
     calls = [asyncio.ensure_future(coalescer.infer(row("a", 1), 2.0, None))]
@@ -301,7 +301,7 @@ async def test_by_default_no_call_waits_and_a_returned_request_no_longer_counts_
     await asyncio.gather(first, second)
 
     stub = FakeStub(delay_s=0.05)
-    holding = RowCoalescer(stub, "recommender", "1", max_rows=32, hold_s=1.0)  # waits behind one request
+    holding = RowCoalescer(stub, "recommender", "1", max_rows=32, max_wait_s=1.0)  # waits behind one request
     await holding.infer(row("a", 1), 2.0, None)
     await asyncio.sleep(0.01)  # returned and done with: nothing in flight any more
     alone = asyncio.ensure_future(holding.infer(row("b", 1), 2.0, None))
