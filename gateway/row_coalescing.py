@@ -103,7 +103,8 @@ class RowCoalescer:
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
-        batch, self._pending = self._pending, []
+        batch = [pending for pending in self._pending if not pending[3].done()]  # callers gone: no row
+        self._pending = []
         if not batch:
             return
         self._in_flight += 1
@@ -118,7 +119,16 @@ class RowCoalescer:
             self._flush()
 
     async def _send(self, batch: list[Pending]) -> None:
-        merged = merge_rows([tensors for tensors, *_ in batch]) if len(batch) > 1 else None
+        try:
+            await self._send_batch(batch)
+        except Exception as error:  # noqa: BLE001 - unforeseen: every row still waiting gets it
+            _fail(batch, error)
+
+    async def _send_batch(self, batch: list[Pending]) -> None:
+        if len(batch) == 1:
+            await self._send_row(batch[0])
+            return
+        merged = merge_rows([tensors for tensors, *_ in batch])
         if merged is None:
             await asyncio.gather(*(self._send_row(pending) for pending in batch))
             return
@@ -153,7 +163,7 @@ class RowCoalescer:
         timeout_s = deadline - asyncio.get_running_loop().time()
         try:
             outputs = await self._stub.infer(infer_request(self._model, self._version, tensors), timeout_s, metadata)
-        except (grpc.aio.AioRpcError, BackendFailed) as error:
+        except Exception as error:  # noqa: BLE001 - handed to its caller (TritonModel translates gRPC's)
             if not future.done():
                 future.set_exception(error)
             return

@@ -312,3 +312,29 @@ async def test_by_default_no_call_waits_and_a_returned_request_no_longer_counts_
     assert stub.rows_sent() == [1, 1]  # "b" is in flight: "c" waits for it
     await asyncio.gather(alone, behind)
     assert stub.rows_sent() == [1, 1, 1]
+
+
+async def test_a_row_whose_caller_is_gone_is_not_sent() -> None:
+    stub = FakeStub(delay_s=0.05)
+    coalescer = RowCoalescer(stub, "recommender", "1", max_rows=32, max_wait_s=1.0, busy_requests=1)
+    first = asyncio.ensure_future(coalescer.infer(row("a", 1), 2.0, None))
+    await asyncio.sleep(0.01)
+    gone = asyncio.ensure_future(coalescer.infer(row("gone", 1), 0.01, None))  # times out while held
+    kept = asyncio.ensure_future(coalescer.infer(row("kept", 1), 2.0, None))
+    with pytest.raises(asyncio.TimeoutError):
+        await gone
+    await asyncio.gather(first, kept)
+    assert stub.rows_sent() == [1, 1]  # "kept" alone: "gone" was dropped before its request
+
+
+async def test_an_unforeseen_failure_reaches_every_waiting_row() -> None:
+    stub = FakeStub()
+
+    def broken(request):
+        raise RuntimeError("the stub broke")
+
+    stub.response_of = broken
+    coalescer = RowCoalescer(stub, "recommender", "1", max_rows=32)
+    alone = await asyncio.gather(coalescer.infer(row("a", 1), 1.0, None), return_exceptions=True)
+    together = await asyncio.gather(*(coalescer.infer(row(u, 1), 1.0, None) for u in "bc"), return_exceptions=True)
+    assert all(isinstance(result, RuntimeError) for result in [*alone, *together])
