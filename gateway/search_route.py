@@ -58,7 +58,8 @@ def search_answer(outputs: InferOutputs, excluded: set[bytes], k: int, model_ver
         scores = outputs["SCORES"]
         if len(titles) != len(ids) or len(scores) != 4 * len(ids):
             raise ValueError("ITEM_IDS, ITEM_TITLES and SCORES differ in length")
-        kept = [i for i, item_id in enumerate(ids) if item_id not in excluded][:k]
+        # An empty id is the padding of a row of a several-rows answer (padded_rows).
+        kept = [i for i, item_id in enumerate(ids) if item_id and item_id not in excluded][:k]
         for i in kept:
             ids[i].decode(), titles[i].decode()  # protobuf strings must be UTF-8
         items = b"".join(encode_item(ids[i], titles[i], scores[4 * i : 4 * i + 4]) for i in kept)

@@ -5,7 +5,11 @@
 SCORES [-1] fp32, COMPUTE_NS [1] int64.
 ``product_search`` (ensemble of the two): QUERY, K -> ITEM_IDS, ITEM_TITLES, SCORES,
 ENCODER_COMPUTE_NS, INDEX_COMPUTE_NS.
-The batch dimension is implicit (``max_batch_size`` > 0): a client sends QUERY as shape [1, 1].
+The batch dimension is implicit (``max_batch_size`` > 0): a client sends QUERY as shape [rows, 1],
+one query per row, each row with its own K; the ensemble's ``padded_rows`` parameter declares
+that outputs are [rows, width], a row with fewer items than the widest padded at its end with
+empty ids and titles and 0.0 scores, each row with its own COMPUTE_NS (the gateway coalesces
+concurrent calls into one request only for a model that declares it).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pipeline.model_dir import BUILD_ID_PARAMETER, rendered_header
 from pipeline.search.config import SearchPipelineSettings
 
 EMBEDDING_DIM = 384
+PADDED_ROWS_PARAMETER = "padded_rows"
 _HEADER = rendered_header("search")
 
 
@@ -125,5 +130,5 @@ def render_ensemble_config(config: SearchPipelineSettings, build_id: str) -> str
             ],
         )
         + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n"
-        + _parameters({BUILD_ID_PARAMETER: build_id})
+        + _parameters({BUILD_ID_PARAMETER: build_id, PADDED_ROWS_PARAMETER: "true"})
     )

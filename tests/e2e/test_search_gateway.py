@@ -3,8 +3,11 @@ ensemble), real Redis, real gRPC on loopback."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
+import tritonclient.grpc.aio as triton_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from costing.ledger import SqliteLedger
@@ -129,3 +132,40 @@ def test_search_costs_reach_the_ledger_under_their_rpc_and_feature(gateway_facto
     [row] = ledger.summarize(["rpc", "feature"])
     assert (row.group["rpc"], row.group["feature"], row.requests, row.cache_hits) == ("Search", "search_box", 4, 1)
     assert row.cost_total == pytest.approx(total, rel=1e-9)
+
+
+async def test_concurrent_search_misses_share_triton_requests(gateway_factory, triton_server, catalog):
+    """Searches of different k and exclusions go to the ensemble as requests of several rows."""
+    gateway = gateway_factory(cache_enabled=False)
+    queries = ["lunch bag", "doormat", "jumbo bag", "t-light holder", "cake tins", "alarm clock"] * 3
+    item_ids = sorted(catalog)
+    calls = [
+        {"query": query, "k": 2 + n % 6, "exclude_item_ids": item_ids[n : n + n % 2]} for n, query in enumerate(queries)
+    ]
+    metadata = gateway.metadata("shop-uk")
+
+    def requests_and_rows(stats: dict) -> tuple[int, int]:
+        model = stats["model_stats"][0]
+        return int(model["inference_stats"]["success"].get("count", 0)), int(model.get("inference_count", 0))
+
+    async with triton_aio.InferenceServerClient(triton_server.grpc_url) as client:
+        before = requests_and_rows(await client.get_inference_statistics("product_search", as_json=True))
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = search_pb2_grpc.SearchServiceStub(channel)
+            answers = await asyncio.gather(*(
+                stub.Search(
+                    search_pb2.SearchRequest(
+                        feature="search_box", query=call["query"], k=call["k"],
+                        filters=search_pb2.SearchFilters(exclude_item_ids=call["exclude_item_ids"]),
+                    ),
+                    timeout=30, metadata=metadata,
+                )  # fmt: skip
+                for call in calls
+            ))
+        after = requests_and_rows(await client.get_inference_statistics("product_search", as_json=True))
+    assert after[1] - before[1] == len(calls) and after[0] - before[0] < len(calls)
+    for call, answer in zip(calls, answers):
+        got = [item.item_id for item in answer.items]
+        assert len(got) == call["k"] and all(item in catalog for item in got)
+        assert not set(got) & set(call["exclude_item_ids"])
+        assert answer.info.cost.compute_ns > 0

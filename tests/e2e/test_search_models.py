@@ -162,3 +162,29 @@ async def test_a_bad_request_fails_alone(client):
     assert len(ok[0]) == 5
     assert isinstance(k_error, InferenceServerException) and "K must be at least 1" in str(k_error)
     assert isinstance(utf8_error, InferenceServerException) and "QUERY" in str(utf8_error)
+
+
+async def test_a_request_of_several_rows_answers_each_row_with_its_own_k(client, catalogue):
+    """padded_rows: one request, one query and one k per row; shorter rows padded at their end."""
+    queries = ["red retrospot lunch bag", "doormat", "jumbo bag", "white hanging heart t-light holder"]
+    ks = [3, 10, 1, 6]
+    text = InferInput("QUERY", [len(queries), 1], "BYTES")
+    text.set_data_from_numpy(np.array([[q.encode()] for q in queries], dtype=np.object_))
+    k = InferInput("K", [len(ks), 1], "INT32")
+    k.set_data_from_numpy(np.array([[value] for value in ks], dtype=np.int32))
+    config = await client.get_model_config(CONFIG.ensemble_model_name, as_json=True)
+    assert config["config"]["parameters"]["padded_rows"]["string_value"] == "true"
+    result = await client.infer(CONFIG.ensemble_model_name, [text, k])
+    ids, titles, scores = (result.as_numpy(name) for name in ("ITEM_IDS", "ITEM_TITLES", "SCORES"))
+    assert ids.shape == titles.shape == scores.shape == (len(queries), max(ks))
+    for row, (query, row_k) in enumerate(zip(queries, ks)):
+        assert all(catalogue[i.decode()] == t.decode() for i, t in zip(ids[row, :row_k], titles[row, :row_k]))
+        assert np.all(np.diff(scores[row, :row_k]) <= 0)
+        assert ids[row, row_k:].tolist() == titles[row, row_k:].tolist() == [b""] * (max(ks) - row_k)
+        assert scores[row, row_k:].tolist() == [0.0] * (max(ks) - row_k)
+        alone, _, _, _ = await search(client, query, row_k)
+        assert ids[row, 0].decode() in alone  # the same query's best match (int8 scales per batch: not bit-equal)
+    for name in ("ENCODER_COMPUTE_NS", "INDEX_COMPUTE_NS"):
+        compute = result.as_numpy(name)
+        assert compute.shape == (len(queries), 1) and (compute > 0).all()
+        assert len(set(compute.reshape(-1).tolist())) == 1  # the batch's compute shared equally by its rows

@@ -87,3 +87,11 @@ def test_the_cache_key_follows_every_input_but_not_the_feature():
     assert route.cache_key(SearchQuery("red bag", 11, "search_box", ()), state) != base
     assert route.cache_key(SearchQuery("red bag", 10, "search_box", ("a",)), state) != base
     assert route.cache_key(SearchQuery("red bag", 10, "search_box", ()), ModelState(True, "ready", "2", "b1")) != base
+
+
+async def test_a_padded_row_of_a_shared_request_answers_only_its_own_items():
+    """A row of a several-rows answer is padded at its end with empty ids: they are no items."""
+    route, _ = _route(_outputs(["A", "B", "C", "", ""], encoder_ns=5, index_ns=7))
+    answer, _ = await route.answer(SearchQuery(text="bag", k=4, exclude_item_ids=("B",), feature="search_box"), 1.0)
+    assert _item_ids(answer) == ["A", "C"]
+    assert answer.item_count == 2 and answer.compute_ns == 12

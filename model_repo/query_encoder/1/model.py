@@ -9,13 +9,13 @@ fp32 Hugging Face weights cast to ``gpu_dtype`` (fp16 by default) with torch on 
 Tokenisation (truncation at ``max_length``) happens here, and every dynamic batch is encoded
 in one call.
 
-``COMPUTE_NS`` is this request's share of the batch's compute, measured over all of
+``COMPUTE_NS`` is each row's (query's) share of the batch's compute, measured over all of
 ``execute()`` (from its first line to the last output tensor): process CPU time on a CPU
 instance (all threads: the vCPU-ns a CPU pool is billed for; wall time would also charge the
 time the instance waits for a core), wall time with a device synchronisation on a GPU instance
 (the GPU is the instance's alone while it executes, so its wall time is the device time); split
-equally among the requests served in the batch (a request of several rows splits its share
-among them), never 0.
+equally among the rows served in the batch, whichever request carried them (the gateway sends
+concurrent calls as one request of several rows), never 0.
 """
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ class TritonPythonModel:
             return responses
         outputs = [(index, rows, pb_utils.Tensor("EMBEDDING", embeddings[first : first + rows])) for index, first, rows in spans]
         # Read last, after every output tensor is built: COMPUTE_NS covers all of execute().
-        share = max(1, (self._clock_ns() - started) // len(spans))
+        share = max(1, (self._clock_ns() - started) // max(1, len(texts)))  # per row (query)
         for index, rows, embedding in outputs:
-            compute = np.full((rows, 1), max(1, share // max(1, rows)), dtype=np.int64)
+            compute = np.full((rows, 1), share, dtype=np.int64)
             responses[index] = pb_utils.InferenceResponse(output_tensors=[embedding, pb_utils.Tensor("COMPUTE_NS", compute)])
         return responses
 
