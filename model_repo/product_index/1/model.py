@@ -97,7 +97,8 @@ class TritonPythonModel:
         positions, scores = top_k_inner_product(np.concatenate(rows), self.embeddings, k_max)
         outputs = []
         for index, first, ks in served:
-            outputs.append((index, len(ks), self._padded_rows(positions[first : first + len(ks)], scores[first : first + len(ks)], ks)))
+            rows_of_request = slice(first, first + len(ks))
+            outputs.append((index, len(ks), self._padded_rows(positions[rows_of_request], scores[rows_of_request], ks)))
         # Read last, after every output tensor is built: COMPUTE_NS covers all of execute().
         share = max(1, (time.process_time_ns() - started) // n_rows)
         for index, count, tensors in outputs:
