@@ -41,11 +41,11 @@ class RowsPolicy:
     ``max_wait_s`` to join the next one."""
 
     max_rows: int
-    busy_requests: int = 2
-    max_wait_s: float = 0.0
+    busy_requests: int
+    max_wait_s: float
 
 
-NO_COALESCING = RowsPolicy(max_rows=1)
+NO_COALESCING = RowsPolicy(max_rows=1, busy_requests=1, max_wait_s=0.0)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import TypeVar
 
 from deploy.local.ports import LOOPBACK, free_port
 from deploy.local.settings import get_local_settings
+from gateway.protobuf_wire import bytes_tensor
+from gateway.triton_infer import InferOutputs
 
 # The PostgreSQL of the ledger tests; each test works in a schema of its own and drops it.
 TEST_POSTGRES_URL = os.environ.get("TOLLGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -112,3 +115,28 @@ def wait_for(condition: Callable[[], T], timeout_s: float, what: str, poll_s: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def search_outputs(
+    ids: list[str], titles: list[str] | None = None, scores: list[float] | None = None, *,
+    encoder_ns: int = 100, index_ns: int = 20, version: str = "3",
+) -> InferOutputs:
+    """The raw outputs of one product_search request as the gateway's Triton stub hands them to
+    Search's route (titles ``TITLE <id>`` and descending scores unless given)."""
+    titles = [f"TITLE {i}" for i in ids] if titles is None else titles
+    scores = [1.0 - n / 100 for n in range(len(ids))] if scores is None else scores
+    return InferOutputs(version, {
+        "ITEM_IDS": bytes_tensor(i.encode() for i in ids),
+        "ITEM_TITLES": bytes_tensor(t.encode() for t in titles),
+        "SCORES": struct.pack(f"<{len(scores)}f", *scores),
+        "ENCODER_COMPUTE_NS": struct.pack("<q", encoder_ns),
+        "INDEX_COMPUTE_NS": struct.pack("<q", index_ns),
+    })  # fmt: skip
+
+
+def triton_requests_and_rows(stats: dict) -> tuple[int, int]:
+    """(requests, rows) Triton counted for a model: ``get_inference_statistics(model, as_json=True)``'s
+    successful requests and its inferences (a request of several rows counts each row)."""
+    model = stats["model_stats"][0]
+    return int(model["inference_stats"]["success"].get("count", 0)), int(model.get("inference_count", 0))
+

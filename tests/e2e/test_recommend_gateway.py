@@ -9,13 +9,14 @@ import time
 
 import grpc
 import pytest
+import tritonclient.grpc.aio as triton_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from costing.ledger import SqliteLedger
 from gateway import telemetry_attributes as attr
 from gateway.api import recommendation_pb2, recommendation_pb2_grpc
-from tests.support import unreachable_address
+from tests.support import triton_requests_and_rows, unreachable_address
 
 pytestmark = pytest.mark.e2e
 
@@ -216,10 +217,8 @@ def test_the_trace_id_comes_back_on_answers_and_on_failures(gateway, buyers):
 async def test_concurrent_misses_share_triton_requests_and_each_gets_its_own_answer_and_cost(
     gateway_factory, triton_server, buyers, catalog
 ):
-    """Misses of one loop iteration go to Triton as one request of several rows (padded_rows):
-    fewer requests than calls, every row answered as if alone, each call billed its own row's compute."""
-    import tritonclient.grpc.aio as triton_aio
-
+    """Concurrent misses go to Triton as requests of several rows (padded_rows): fewer requests
+    than calls, every row answered as if alone, each call billed its own row's compute."""
     coalescing = gateway_factory(cache_enabled=False)
     alone = gateway_factory(cache_enabled=False, triton_max_rows_per_call=1)
     item_ids = sorted(catalog)
@@ -239,16 +238,12 @@ async def test_concurrent_misses_share_triton_requests_and_each_gets_its_own_ans
                 for call in calls
             ))
 
-    def requests_and_rows(stats: dict) -> tuple[int, int]:
-        model = stats["model_stats"][0]
-        return int(model["inference_stats"]["success"].get("count", 0)), int(model.get("inference_count", 0))
-
     async with triton_aio.InferenceServerClient(triton_server.grpc_url) as client:
-        before = requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
+        before = triton_requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
         coalesced = await send_all(coalescing)
-        after = requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
+        after = triton_requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
         separate = await send_all(alone)
-        last = requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
+        last = triton_requests_and_rows(await client.get_inference_statistics("recommender", as_json=True))
 
     requests, rows = after[0] - before[0], after[1] - before[1]
     assert rows == len(calls) and requests < len(calls)  # several rows per Triton request

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from costing.ledger import SqliteLedger
 from gateway.api import recommendation_pb2, search_pb2, search_pb2_grpc
+from tests.support import triton_requests_and_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -144,12 +145,8 @@ async def test_concurrent_search_misses_share_triton_requests(gateway_factory, t
     ]
     metadata = gateway.metadata("shop-uk")
 
-    def requests_and_rows(stats: dict) -> tuple[int, int]:
-        model = stats["model_stats"][0]
-        return int(model["inference_stats"]["success"].get("count", 0)), int(model.get("inference_count", 0))
-
     async with triton_aio.InferenceServerClient(triton_server.grpc_url) as client:
-        before = requests_and_rows(await client.get_inference_statistics("product_search", as_json=True))
+        before = triton_requests_and_rows(await client.get_inference_statistics("product_search", as_json=True))
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             stub = search_pb2_grpc.SearchServiceStub(channel)
             answers = await asyncio.gather(*(
@@ -162,7 +159,7 @@ async def test_concurrent_search_misses_share_triton_requests(gateway_factory, t
                 )  # fmt: skip
                 for call in calls
             ))
-        after = requests_and_rows(await client.get_inference_statistics("product_search", as_json=True))
+        after = triton_requests_and_rows(await client.get_inference_statistics("product_search", as_json=True))
     assert after[1] - before[1] == len(calls) and after[0] - before[0] < len(calls)
     for call, answer in zip(calls, answers):
         got = [item.item_id for item in answer.items]

@@ -5,25 +5,20 @@ ensemble answer whose outputs disagree."""
 
 from __future__ import annotations
 
-import struct
-
-import numpy as np
 import pytest
-from tritonclient.grpc import service_pb2
 
 from gateway.admission import Admission, Overloaded, TokenBucket
 from gateway.api import common_pb2, search_pb2
 from gateway.errors import BackendFailed, InvalidArgument
 from gateway.outlier_detection import OutlierDetector
-from gateway.protobuf_wire import bytes_tensor
 from gateway.result_cache import CacheKeys, CacheSecret
 from gateway.retry_budget import RetryBudget
 from gateway.router import Placement
 from gateway.search_route import SearchRoute, search_answer
 from gateway.tenants import TenantConfig, TenantRate, TenantRegistry
-from gateway.triton_infer import InferOutputs
 from gateway.triton_model import ModelState
 from gateway.validation import SearchQuery
+from tests.support import search_outputs
 
 
 class Clock:
@@ -147,23 +142,6 @@ def test_a_budget_of_an_unknown_scope_is_reported():
 # --- Search's route ---------------------------------------------------------------------------------
 
 
-def outputs(ids, titles=None, scores=None, encoder_ns=100, index_ns=20, version="3") -> InferOutputs:
-    titles = [f"TITLE {i}" for i in ids] if titles is None else titles
-    scores = [1.0 - n / 100 for n in range(len(ids))] if scores is None else scores
-    raw = {
-        "ITEM_IDS": bytes_tensor(i.encode() for i in ids),
-        "ITEM_TITLES": bytes_tensor(t.encode() for t in titles),
-        "SCORES": np.array(scores, dtype=np.float32).tobytes(),
-        "ENCODER_COMPUTE_NS": struct.pack("<q", encoder_ns),
-        "INDEX_COMPUTE_NS": struct.pack("<q", index_ns),
-    }
-    response = service_pb2.ModelInferResponse(model_version=version)
-    for name, content in raw.items():
-        response.outputs.add(name=name)
-        response.raw_output_contents.append(content)
-    return InferOutputs.of(response)
-
-
 PLACEMENT = Placement("cpu-local", "cpu", "private", "primary", 1)
 
 
@@ -184,7 +162,7 @@ class Ensemble:
 
 
 async def test_search_hands_the_callers_deadline_and_trace_to_the_ensemble():
-    model = Ensemble(outputs(["a"]))
+    model = Ensemble(search_outputs(["a"]))
     route = SearchRoute(model, CacheKeys("t:", CacheSecret(b"search-route-test-secret")))
     await route.answer(SearchQuery(text="red bag", k=1, feature="search_box", exclude_item_ids=()), 0.75, (("traceparent", "00-abc"),))
     assert model.given == [(0.75, (("traceparent", "00-abc"),))]
@@ -192,7 +170,7 @@ async def test_search_hands_the_callers_deadline_and_trace_to_the_ensemble():
 
 def test_the_search_key_names_the_model_and_its_build():
     secret = CacheSecret(b"search-route-test-secret")
-    route = SearchRoute(Ensemble(outputs([])), CacheKeys("t:", secret))
+    route = SearchRoute(Ensemble(search_outputs([])), CacheKeys("t:", secret))
     query = SearchQuery(text="red bag", k=5, feature="search_box", exclude_item_ids=())
     digest = secret.digest(["red bag", 5, ()])
     assert route.cache_key(query, ModelState(True, "ready", "3", "b7")) == f"t:search:v4:product_search:3:b7:{digest}"
@@ -207,14 +185,14 @@ def test_the_search_key_names_the_model_and_its_build():
 )
 def test_outputs_of_different_lengths_break_the_contract(broken):
     with pytest.raises(BackendFailed) as raised:
-        search_answer(outputs(**broken), set(), 5, "3")
+        search_answer(search_outputs(**broken), set(), 5, "3")
     assert raised.value.message == (
         "the search ensemble's answer breaks its contract: ValueError('ITEM_IDS, ITEM_TITLES and SCORES differ in length')"
     )
 
 
 def test_the_items_are_the_kept_products_with_their_titles_back_to_back():
-    answer = search_answer(outputs(["a", "b", "c"], titles=["A", "B", "C"], scores=[0.5, 0.25, 0.125]), {b"b"}, 5, "3")
+    answer = search_answer(search_outputs(["a", "b", "c"], titles=["A", "B", "C"], scores=[0.5, 0.25, 0.125]), {b"b"}, 5, "3")
     expected = search_pb2.SearchResponse(
         items=[common_pb2.Item(item_id="a", title="A", score=0.5), common_pb2.Item(item_id="c", title="C", score=0.125)]
     )

@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
-from tritonclient.grpc import service_pb2
-
 from gateway.api import search_pb2
 from gateway.protobuf_wire import bytes_tensor
 from gateway.result_cache import CacheKeys, CacheSecret
 from gateway.router import Placement
 from gateway.search_route import SearchRoute
-from gateway.triton_infer import InferOutputs
 from gateway.triton_model import ModelState
 from gateway.validation import SearchQuery
+from tests.support import search_outputs
 
 PLACEMENT = Placement("cpu-local", "cpu", "private", "primary", 1)
-
-
-def _outputs(ids, encoder_ns, index_ns, version="3") -> InferOutputs:
-    """The raw outputs of one product_search request, as Triton's ModelInfer returns them."""
-    raw = {
-        "ITEM_IDS": bytes_tensor(i.encode() for i in ids),
-        "ITEM_TITLES": bytes_tensor(f"TITLE {i}".encode() for i in ids),
-        "SCORES": np.array([1.0 - n / 100 for n in range(len(ids))], dtype=np.float32).tobytes(),
-        "ENCODER_COMPUTE_NS": struct.pack("<q", encoder_ns),
-        "INDEX_COMPUTE_NS": struct.pack("<q", index_ns),
-    }
-    response = service_pb2.ModelInferResponse(model_version=version)
-    for name, content in raw.items():
-        response.outputs.add(name=name)
-        response.raw_output_contents.append(content)
-    return InferOutputs.of(response)
 
 
 class Ensemble:
@@ -63,7 +44,7 @@ def _item_ids(answer) -> list[str]:
 
 
 async def test_search_bills_both_models_of_the_ensemble():
-    route, model = _route(_outputs(["a", "b", "c"], encoder_ns=700_000, index_ns=300_000))
+    route, model = _route(search_outputs(["a", "b", "c"], encoder_ns=700_000, index_ns=300_000))
     answer, placement = await route.answer(SearchQuery("red bag", 3, "search_box", ()), timeout_s=1.0)
     assert answer.compute_ns == 1_000_000, "encoder 0.7 ms + index 0.3 ms, not either alone"
     assert model.recorded == [("cpu-local", 1_000_000)]
@@ -71,7 +52,7 @@ async def test_search_bills_both_models_of_the_ensemble():
 
 
 async def test_excluded_items_are_asked_for_extra_and_filtered_out_keeping_k():
-    route, model = _route(_outputs(["a", "x", "b", "y", "c", "d"], 1, 1))
+    route, model = _route(search_outputs(["a", "x", "b", "y", "c", "d"], encoder_ns=1, index_ns=1))
     answer, _ = await route.answer(SearchQuery("jam jar", 3, "search_box", ("x", "y")), timeout_s=1.0)
     assert _item_ids(answer) == ["a", "b", "c"] and answer.item_count == 3
     query, k = model.tensors
@@ -80,7 +61,7 @@ async def test_excluded_items_are_asked_for_extra_and_filtered_out_keeping_k():
 
 
 def test_the_cache_key_follows_every_input_but_not_the_feature():
-    route, _ = _route(_outputs([], 0, 0))
+    route, _ = _route(search_outputs([], encoder_ns=0, index_ns=0))
     state = ModelState(True, "ready", "1", "b1")
     base = route.cache_key(SearchQuery("red bag", 10, "search_box", ()), state)
     assert route.cache_key(SearchQuery("red bag", 10, "search_autocomplete", ()), state) == base
@@ -91,7 +72,7 @@ def test_the_cache_key_follows_every_input_but_not_the_feature():
 
 async def test_a_padded_row_of_a_shared_request_answers_only_its_own_items():
     """A row of a several-rows answer is padded at its end with empty ids: they are no items."""
-    route, _ = _route(_outputs(["A", "B", "C", "", ""], encoder_ns=5, index_ns=7))
+    route, _ = _route(search_outputs(["A", "B", "C", "", ""], encoder_ns=5, index_ns=7))
     answer, _ = await route.answer(SearchQuery(text="bag", k=4, exclude_item_ids=("B",), feature="search_box"), 1.0)
     assert _item_ids(answer) == ["A", "C"]
     assert answer.item_count == 2 and answer.compute_ns == 12
